@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up everything res2net needs, idempotently, from the package registries only:
+#   .venv         the library with all extras (torch from the local wheel cache where present)
+#   .venv-paddle  PaddlePaddle + PaddleClas, used only as a test oracle and benchmark anchor
+# Usage: bash scripts/setup.sh [--no-paddle]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+# torch 2.14.1 / torchvision 0.29.1 are the newest this workplace serves (see README "Installation").
+.venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+.venv/bin/pip install -q -e '.[deploy,serve,train,plot,test]'
+
+if [ "${1:-}" != "--no-paddle" ]; then
+  if [ ! -x .venv-paddle/bin/python ]; then
+    "$PY" -m venv .venv-paddle
+  fi
+  .venv-paddle/bin/pip install -q --upgrade pip
+  .venv-paddle/bin/pip install -q paddlepaddle==3.3.1 paddleclas==2.6.0
+fi
+echo "setup complete: activate with 'source .venv/bin/activate'"

@@ -1,0 +1,17 @@
+"""Res2Net architectures and the registry of named models."""
+
+from res2net.models.factory import create_model
+from res2net.models.res2net import Bottle2neck, Res2Net, Res2NetConfig, Res2NetFeatures
+from res2net.models.zoo import ModelCard, Preprocess, get_card, list_models
+
+__all__ = [
+    "Bottle2neck",
+    "ModelCard",
+    "Preprocess",
+    "Res2Net",
+    "Res2NetConfig",
+    "Res2NetFeatures",
+    "create_model",
+    "get_card",
+    "list_models",
+]
