@@ -1,0 +1,115 @@
+"""Decode any image a user may hand us into an RGB ``uint8`` array, or fail with a clear reason.
+
+Handled: grayscale, palette, alpha (dropped, as PaddleClas's ``cv2.imread`` and timm's
+``convert('RGB')`` do), CMYK, 16-bit, and EXIF orientation. Rejected with an
+:class:`ImageError` naming the file: missing, zero bytes, not an image, truncated, and absurd
+dimensions (checked from the header *before* decoding, so a decompression bomb costs nothing).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from res2net.errors import Res2NetError
+
+ImageSource = str | Path | bytes | np.ndarray | Image.Image
+
+MAX_PIXELS = 100_000_000  # 100 Mpx: far above any camera photo, far below a decompression bomb
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+
+
+class ImageError(Res2NetError, ValueError):
+    """An input image could not be decoded."""
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes>"
+    return f"<{type(source).__name__}>"
+
+
+def _to_rgb_array(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.uint32)
+        arr = (arr >> 8).astype(np.uint8) if arr.max(initial=0) > 255 else arr.astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        arr = np.clip(np.asarray(im), 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, P, LA, RGBA (alpha dropped), CMYK, YCbCr ...
+    return np.asarray(im, dtype=np.uint8)
+
+
+def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """``source`` (path, encoded bytes, HWC array or PIL image) -> contiguous RGB ``uint8`` HWC array."""
+    name = _describe(source)
+    if isinstance(source, np.ndarray):
+        arr = source
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+            raise ImageError(f"{name}: expected an RGB(A) uint8 HxWx3 array, got {arr.dtype} {arr.shape}")
+        return np.ascontiguousarray(arr[:, :, :3])
+    if isinstance(source, Image.Image):
+        return _to_rgb_array(ImageOps.exif_transpose(source))
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{name}: no such file")
+        data = path.read_bytes()
+    else:
+        data = source
+    if not data:
+        raise ImageError(f"{name}: file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w <= 0 or h <= 0 or w * h > max_pixels:
+                raise ImageError(
+                    f"{name}: refusing {w}x{h} image ({w * h / 1e6:.0f} Mpx > {max_pixels / 1e6:.0f} Mpx limit)"
+                )
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb_array(im)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (unrecognised format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: refusing oversized image ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{name}: corrupt or truncated image ({e})") from None
+
+
+def find_images(inputs: list[str | Path], extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Expand files, directories (recursive) and globs into a sorted, de-duplicated file list.
+
+    Files named explicitly are kept whatever their extension (so a bad file gets its own error);
+    directories and globs contribute only files with an image extension.
+    """
+    import glob
+
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
+        elif p.exists():
+            found.append(p)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True))
+            if not matches:
+                found.append(p)  # reported later as "no such file"
+            found += [m for m in matches if m.is_file() and m.suffix.lower() in extensions]
+    seen: set[Path] = set()
+    return [f for f in found if not (f in seen or seen.add(f))]
