@@ -1,0 +1,172 @@
+"""What every exporter shares: the inference wrapper, the example input, names and metadata.
+
+All formats export the same function — ``model`` in eval mode, optionally followed by a softmax
+(PaddleClas's inference models end in ``Softmax``: ``Arch.infer_add_softmax``) — with one input
+``input`` of shape ``[N, 3, H, W]`` (float32, already normalised) and one output ``logits`` (or
+``probabilities`` with the softmax head) of shape ``[N, num_classes]``. Keeping the names fixed lets
+engines, the Triton config and the C++ predictor find the tensors without reading the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from res2net.errors import Res2NetError
+
+log = logging.getLogger("res2net.export")
+
+INPUT_NAME = "input"
+LOGITS_NAME = "logits"
+PROBS_NAME = "probabilities"
+MAX_BATCH = 1024  # upper bound of the dynamic batch dimension (a bound helps torch.export's solver)
+EXAMPLE_BATCH = 2  # never trace with batch 1: torch.export would specialise the batch dimension to 1
+
+
+class ExportError(Res2NetError, RuntimeError):
+    """An export could not be produced or failed its verification."""
+
+
+class InferenceModel(nn.Module):
+    """``model`` followed by an optional softmax: the function every exported file computes."""
+
+    def __init__(self, model: nn.Module, softmax: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.softmax = softmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.model(x)
+        return torch.softmax(y, dim=-1) if self.softmax else y
+
+
+def output_name(softmax: bool) -> str:
+    return PROBS_NAME if softmax else LOGITS_NAME
+
+
+def input_hw(input_size: int | tuple[int, int]) -> tuple[int, int]:
+    """``224`` or ``(h, w)`` -> ``(h, w)``; refuse sizes the network cannot take (stride 32, 3x3 pools)."""
+    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if min(h, w) < 32:
+        raise ExportError(f"input size {h}x{w} is too small: Res2Net downsamples by 32 (use >= 32)")
+    return int(h), int(w)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Export in eval mode (BN running statistics, no dropout) and give the model back as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def prepare(model: nn.Module, softmax: bool) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    return InferenceModel(model, softmax).eval()
+
+
+def example_input(model: nn.Module, h: int, w: int, batch: int = EXAMPLE_BATCH) -> torch.Tensor:
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    in_chans = getattr(getattr(model, "cfg", None), "in_chans", 3)
+    return torch.randn(batch, in_chans, h, w, device=device)
+
+
+def batch_dim(dynamic_batch: bool) -> dict | None:
+    """``dynamic_shapes`` for torch.export: the batch dimension named ``batch`` in ``[1, MAX_BATCH]``."""
+    if not dynamic_batch:
+        return None
+    return {"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}}
+
+
+def export_program(
+    model: nn.Module, h: int, w: int, *, softmax: bool, dynamic_batch: bool, batch_size: int = 1
+) -> torch.export.ExportedProgram:
+    """``torch.export`` of the inference function: the one graph capture shared by ONNX, OpenVINO, pt2."""
+    wrapped = prepare(model, softmax)
+    x = example_input(model, h, w, EXAMPLE_BATCH if dynamic_batch else batch_size)
+    try:
+        with torch.no_grad():
+            return torch.export.export(wrapped, (x,), dynamic_shapes=batch_dim(dynamic_batch), strict=False)
+    except Exception as e:  # surface the graph-capture failure with the model named
+        raise ExportError(f"torch.export failed for {model_name(model)} at {h}x{w}: {e}") from e
+
+
+def model_name(model: nn.Module) -> str:
+    card = getattr(model, "pretrained_cfg", None)
+    return getattr(card, "name", None) or type(model).__name__
+
+
+def metadata(model: nn.Module, h: int, w: int, *, softmax: bool, dynamic_batch: bool, fmt: str) -> dict[str, str]:
+    """String key/values stored in the exported file, so a consumer can run it without guessing.
+
+    The preprocessing recorded is the card's (resize the short side, centre crop, mean/std, RGB);
+    for an export at another size the resize scales with the crop, as PaddleClas does.
+    """
+    from res2net import __version__
+
+    card = getattr(model, "pretrained_cfg", None)
+    cfg = getattr(model, "cfg", None)
+    meta = {
+        "producer": f"res2net {__version__}",
+        "torch_version": torch.__version__,
+        "format": fmt,
+        "model_name": model_name(model),
+        "num_classes": str(getattr(model, "num_classes", "")),
+        "input_name": INPUT_NAME,
+        "output_name": output_name(softmax),
+        "input_shape": json.dumps(["batch" if dynamic_batch else 1, getattr(cfg, "in_chans", 3), h, w]),
+        "softmax": str(bool(softmax)).lower(),
+        "dynamic_batch": str(bool(dynamic_batch)).lower(),
+    }
+    if card is not None:
+        p = card.preprocess
+        resize = round(p.resize_short * h / p.crop_size) if (h, w) != (p.crop_size, p.crop_size) else p.resize_short
+        meta["preprocess"] = json.dumps(
+            {
+                "resize_short": resize,
+                "crop_size": [h, w],
+                "interpolation": p.interpolation,
+                "mean": list(p.mean),
+                "std": list(p.std),
+                "channel_order": p.channel_order,
+                "layout": "NCHW",
+            }
+        )
+    return meta
+
+
+def output_path(path: str | Path, suffix: str) -> Path:
+    """``path`` with ``suffix`` (added if missing), its parent directory created."""
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        path = path.with_name(path.name + suffix) if path.suffix == "" else path
+    if path.suffix.lower() != suffix:
+        raise ExportError(f"{path}: expected a {suffix} file name")
+    if path.exists() and path.is_dir():
+        raise ExportError(f"{path} is a directory; give a file name ending in {suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Swallow the exporters' progress prints (kept at debug level) so the CLI output stays readable."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        if buf.getvalue().strip():
+            log.debug("%s", buf.getvalue().strip())
