@@ -22,3 +22,17 @@ def test_unknown_model_is_one_clear_line():
     out = run("stats", "Res2Net51")
     assert out.returncode == 1
     assert "unknown model 'Res2Net51'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_convert_refuses_a_malicious_file_in_one_line(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    src = tmp_path / "evil.pdparams"
+    src.write_bytes(pickle.dumps({"a": Evil()}))
+    out = run("convert", str(src), str(tmp_path / "out.safetensors"))
+    assert out.returncode == 1 and "pwned" not in out.stdout
+    assert "refused to load" in out.stderr and "Traceback" not in out.stderr

@@ -66,3 +66,23 @@ def test_timm_semantics_would_not_match(paddle_oracle):
         model = res2net.create_model("res2net50d", pretrained=paddle_oracle / f"{name}.pdparams")
     ours, ref = run(model, paddle_oracle, name)
     assert (ours - ref).abs().max() > 100 * ATOL
+
+
+@pytest.mark.paddle
+def test_convert_cli_keeps_parity_and_provenance(paddle_oracle, tmp_path):
+    import subprocess
+    import sys
+
+    name = "Res2Net50_26w_4s"
+    dst = tmp_path / "converted.safetensors"
+    proc = subprocess.run(
+        [sys.executable, "-m", "res2net", "convert", str(paddle_oracle / f"{name}.pdparams"), str(dst)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"model {name}, origin paddle" in proc.stdout
+    raw = read_weights(dst)
+    assert raw.metadata["model"] == name and raw.metadata["source"] == f"{name}.pdparams"
+    model = res2net.create_model(name, pretrained=dst)
+    assert_logits_close(*run(model, paddle_oracle, name), atol=ATOL)
