@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("res2net.stats", "params / FLOPs / accuracy table of the models"),
     "convert": ("res2net.weights.commands:Convert", "convert PaddleClas/timm/authors' weights to .safetensors"),
     "download": ("res2net.weights.commands:Download", "download and verify official weights into the cache"),
+    "export": ("res2net.export.cli", "export to ONNX / OpenVINO / pt2 (AOTInductor) / TorchScript / Triton, verified"),
 }
 
 

@@ -108,7 +108,9 @@ def model_name(model: nn.Module) -> str:
     return getattr(card, "name", None) or type(model).__name__
 
 
-def metadata(model: nn.Module, h: int, w: int, *, softmax: bool, dynamic_batch: bool, fmt: str) -> dict[str, str]:
+def metadata(
+    model: nn.Module, h: int, w: int, *, softmax: bool, dynamic_batch: bool, fmt: str, batch_size: int = 1
+) -> dict[str, str]:
     """String key/values stored in the exported file, so a consumer can run it without guessing.
 
     The preprocessing recorded is the card's (resize the short side, centre crop, mean/std, RGB);
@@ -126,7 +128,7 @@ def metadata(model: nn.Module, h: int, w: int, *, softmax: bool, dynamic_batch: 
         "num_classes": str(getattr(model, "num_classes", "")),
         "input_name": INPUT_NAME,
         "output_name": output_name(softmax),
-        "input_shape": json.dumps(["batch" if dynamic_batch else 1, getattr(cfg, "in_chans", 3), h, w]),
+        "input_shape": json.dumps(["batch" if dynamic_batch else batch_size, getattr(cfg, "in_chans", 3), h, w]),
         "softmax": str(bool(softmax)).lower(),
         "dynamic_batch": str(bool(dynamic_batch)).lower(),
     }

@@ -77,7 +77,7 @@ def export_onnx(
                 )
         except Exception as e:
             raise ExportError(f"ONNX export of {type(model).__name__} failed: {e}") from e
-        meta = metadata(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt="onnx")
+        meta = metadata(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt="onnx", batch_size=batch_size)
     ir_model = onnx_program.model
     if dynamic_batch:
         _name_batch_dim(ir_model)

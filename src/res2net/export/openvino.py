@@ -53,7 +53,9 @@ def export_openvino(
                 ov_model = ov.convert_model(program)
         except Exception as e:
             raise ExportError(f"OpenVINO conversion of {type(model).__name__} failed: {e}") from e
-        meta = metadata(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt="openvino")
+        meta = metadata(
+            model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt="openvino", batch_size=batch_size
+        )
     in_chans = ov_model.inputs[0].get_partial_shape()[1]
     ov_model.reshape({0: ov.PartialShape([-1 if dynamic_batch else batch_size, in_chans, h, w])})
     ov_model.inputs[0].get_tensor().set_names({INPUT_NAME})
