@@ -50,11 +50,21 @@ def test_legacy_parameter_names(paddle_oracle, name):
 
 
 @pytest.mark.paddle
-def test_inference_model_parameters(paddle_oracle):
+@pytest.mark.parametrize("packaging", ["pdiparams", "tar"])
+def test_inference_model_parameters(paddle_oracle, tmp_path, packaging):
+    import tarfile
+
     name = "Res2Net50_vd_26w_4s"
-    model = res2net.create_model(name, pretrained=paddle_oracle / f"{name}_infer" / "inference.pdiparams")
+    infer_dir = paddle_oracle / f"{name}_infer"
+    path = infer_dir / "inference.pdiparams"
+    if packaging == "tar":  # the layout of PaddleClas's released *_infer.tar bundles
+        path = tmp_path / f"{name}_infer.tar"
+        with tarfile.open(path, "w") as tar:
+            for f in infer_dir.glob("inference.*"):
+                tar.add(f, arcname=f"{name}_infer/{f.name}")
+    model = res2net.create_model(name, pretrained=path)
     ours, _ = run(model, paddle_oracle, name)
-    ref = torch.from_numpy(np.load(paddle_oracle / f"{name}_infer" / "logits.npy"))
+    ref = torch.from_numpy(np.load(infer_dir / "logits.npy"))
     assert_logits_close(ours, ref, atol=ATOL)
 
 

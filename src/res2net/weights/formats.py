@@ -140,9 +140,9 @@ def _parse_tensor_desc(buf: bytes) -> tuple[int, list[int]]:
     return dtype, dims
 
 
-def read_pdiparams_arrays(path: Path) -> list[np.ndarray]:
+def read_pdiparams_arrays(path: Path, data: bytes | None = None) -> list[np.ndarray]:
     """The arrays of a Paddle ``save_combine`` stream, in file order (names are not stored)."""
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     pos, arrays = 0, []
     try:
         while pos < len(data):
@@ -177,6 +177,20 @@ def read_pdiparams_arrays(path: Path) -> list[np.ndarray]:
     return arrays
 
 
+def _pdiparams_from_tar(path: Path) -> bytes:
+    """``inference.pdiparams`` from a PaddleClas ``*_infer.tar``, read in memory (nothing is extracted)."""
+    import tarfile
+
+    try:
+        with tarfile.open(path) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".pdiparams")), None)
+            if member is None:
+                raise WeightsError(f"{path}: no .pdiparams file inside this tar (expected a PaddleClas *_infer.tar)")
+            return tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise WeightsError(f"{path}: not a readable tar archive (truncated or corrupt?): {e}") from None
+
+
 def read_weights(path: str | Path) -> RawWeights:
     """Read ``path`` by its content/extension. Never executes code from the file."""
     path = Path(path)
@@ -187,13 +201,15 @@ def read_weights(path: str | Path) -> RawWeights:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return _read_safetensors(path)
-    if suffix == ".pdiparams":
-        arrays = read_pdiparams_arrays(path)
+    if suffix in (".pdiparams", ".tar"):
+        data = _pdiparams_from_tar(path) if suffix == ".tar" else None
+        arrays = read_pdiparams_arrays(path, data)
         return RawWeights({f"@{i}": torch.from_numpy(a) for i, a in enumerate(arrays)}, "paddle_inference", path)
     if suffix in (".pth", ".pt", ".bin", ".ckpt") or zipfile.is_zipfile(path):
         return _read_torch(path)
     if suffix == ".pdparams" or suffix in ("", ".pkl", ".pickle"):
         return _read_pdparams(path)
     raise WeightsError(
-        f"{path}: unknown weights format {suffix!r}; expected .pdparams, .pdiparams, .pth/.pt or .safetensors"
+        f"{path}: unknown weights format {suffix!r}; "
+        "expected .pdparams, .pdiparams, *_infer.tar, .pth/.pt or .safetensors"
     )
