@@ -1,0 +1,295 @@
+"""The C++ predictor (deploy/cpp): built from the sources, checked against the Python predictor.
+
+What is proven here:
+- ``deploy/cpp/build.sh`` builds ``res2net_predict`` in a fresh build directory;
+- on real photos (PNG and JPEG, grey, RGBA, odd and small sizes) its preprocessed input equals
+  ``EvalTransform``'s (measured: bit-identical with Debian's OpenCV 4.6 vs opencv-python 5.0; the test
+  allows one grey level on at most 0.1% of values, for other OpenCV / libjpeg builds);
+- its top-5 class ids, scores and labels equal ``res2net.Predictor``'s (scores within 1e-4);
+- bad inputs (missing, empty, corrupt, truncated images; files that are not AOTInductor packages)
+  end in one ``error:`` line and a non-zero exit, never a crash.
+
+The model is res2net_tiny with seeded random weights and a classifier scaled so the softmax is
+peaked (scores 0.2-0.9 rather than 1/classes), which makes a 1e-4 score tolerance meaningful.
+Building (~15 s) and compiling the package (~50 s) happen once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import res2net
+from res2net.data.image import load_image
+from res2net.data.transforms import EvalTransform
+from tests.utils import randomize_
+
+ROOT = Path(__file__).resolve().parents[2]
+CPP = ROOT / "deploy" / "cpp"
+NUM_CLASSES = 10
+
+
+def _toolchain_missing() -> str | None:
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found"
+    if not any(Path(p).is_dir() for p in ("/usr/include/opencv4", "/usr/local/include/opencv4")):
+        return "OpenCV headers not found (apt-get install -y libopencv-dev)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def binary(tmp_path_factory) -> Path:
+    reason = _toolchain_missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must build deploy/cpp: {reason}")
+        pytest.skip(reason)
+    build = tmp_path_factory.mktemp("cpp-build")
+    env = {**os.environ, "BUILD_DIR": str(build), "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(CPP / "build.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    exe = build / "res2net_predict"
+    assert exe.is_file()
+    return exe
+
+
+def peaked_tiny(seed: int = 0) -> torch.nn.Module:
+    model = randomize_(res2net.create_model("res2net_tiny", num_classes=NUM_CLASSES), seed)
+    with torch.no_grad():
+        model.fc.weight.mul_(8.0)  # random logits are nearly flat; a peaked softmax makes scores informative
+    return model
+
+
+@pytest.fixture(scope="session")
+def model() -> torch.nn.Module:
+    return peaked_tiny()
+
+
+@pytest.fixture(scope="session")
+def package(model, tmp_path_factory) -> Path:
+    from res2net.export.pt2 import export_pt2
+
+    return export_pt2(model, tmp_path_factory.mktemp("pt2") / "tiny.pt2")
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory) -> list[Path]:
+    """Real photos as PNG and JPEG, plus grey, RGBA, odd-sized and upscaled (< 256 px) variants."""
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("images")
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        im = Image.fromarray(getattr(skdata, name)())
+        im.save(d / f"{name}.png")
+        im.save(d / f"{name}.jpg", quality=90)
+    Image.fromarray(skdata.camera()).save(d / "camera_grey.png")
+    a = skdata.astronaut()
+    Image.fromarray(np.dstack([a, np.full(a.shape[:2], 200, np.uint8)])[:333, :257]).save(d / "rgba_odd.png")
+    Image.fromarray(skdata.coffee()).resize((301, 203)).save(d / "coffee_small.jpg", quality=85)
+    Image.fromarray(skdata.chelsea()).resize((1001, 667)).save(d / "chelsea_big.png")
+    return sorted(d.iterdir())
+
+
+@pytest.fixture(scope="session")
+def labels_file(tmp_path_factory) -> Path:
+    f = tmp_path_factory.mktemp("labels") / "labels.txt"
+    f.write_text("".join(f"{i} class {i}, number {i}\n" for i in range(NUM_CLASSES)))
+    return f
+
+
+def run(exe: Path, *args, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, f"rc {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc
+
+
+def predict_json(exe, package, image_args, *extra) -> list[dict]:
+    proc = run(exe, "--model", package, *image_args, "--json", *extra)
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def test_preprocessing_matches_eval_transform(binary, package, images, tmp_path):
+    dump = tmp_path / "input.bin"
+    results = predict_json(binary, package, ["--image", images[0].parent], "--dump-input", dump, "--batch-size", 4)
+    assert [r["image"] for r in results] == [str(p) for p in images]
+    ours = np.fromfile(dump, np.float32).reshape(len(images), 3, 224, 224)
+    t = EvalTransform()
+    std = np.asarray(t.std, np.float32)[:, None, None] * 255
+    for i, path in enumerate(images):
+        ref = t(load_image(path))
+        diff = np.abs(ours[i] - ref) * std  # in grey levels
+        assert diff.max() <= 1.0 + 1e-3, f"{path.name}: pixels differ by up to {diff.max():.2f} levels"
+        assert (diff > 1e-3).mean() <= 1e-3, f"{path.name}: {(diff > 1e-3).mean():.2%} of values differ"
+
+
+def test_topk_matches_python_predictor(binary, package, model, images, labels_file):
+    from res2net.predict import Predictor
+
+    results = predict_json(
+        binary, package, [a for p in images for a in ("--image", p)], "--labels", labels_file, "--batch-size", 3
+    )
+    pred = Predictor(model, engine="torch", precision="fp32", check=False, labels=labels_file, topk=5)
+    expected = pred.predict([str(p) for p in images])
+    probs = torch.softmax(pred.forward(pred.preprocess([str(p) for p in images])), 1)
+    assert len(results) == len(expected) == len(images)
+    spread = 0.0
+    for r, e, p in zip(results, expected, probs):
+        assert r["image"] == e["filename"]
+        ids = [t["class_id"] for t in r["topk"]]
+        scores = np.array([t["score"] for t in r["topk"]])
+        exact = p[ids].numpy()
+        assert np.abs(scores - exact).max() <= 1e-4, (r["image"], scores, exact)
+        assert np.abs(scores - np.array(e["scores"])).max() <= 1e-4, (r["image"], scores, e["scores"])
+        if ids != e["class_ids"]:  # the same classes in the same order, unless two scores tie within 1e-4
+            top = np.sort(p.numpy())[::-1][:6]
+            assert np.min(-np.diff(top)) < 1e-4, (r["image"], ids, e["class_ids"])
+        assert [t["label"] for t in r["topk"]] == e["label_names"]
+        spread = max(spread, scores[0])
+    assert spread > 0.3, "scores are flat: the comparison proves little"
+
+
+def test_text_output_and_batches_agree(binary, package, images, labels_file):
+    one = run(binary, "--model", package, "--image", images[0].parent, "--labels", labels_file, "--topk", 3).stdout
+    four = run(binary, "--model", package, "--image", images[0].parent, "--labels", labels_file, "--topk", 3,
+               "--batch-size", 4).stdout  # fmt: skip
+
+    def parse(out: str) -> list[tuple[str, float, str]]:
+        rows = [ln.split(": ", 1)[1].split(", ", 2) for ln in out.splitlines() if ln.startswith("  Top")]
+        return [(cid, float(score), label) for cid, score, label in rows]
+
+    a, b = parse(one), parse(four)
+    assert len(a) == len(b) == 3 * len(images)
+    assert [(c, lab) for c, _, lab in a] == [(c, lab) for c, _, lab in b]
+    assert max(abs(x[1] - y[1]) for x, y in zip(a, b)) <= 1e-5  # kernels block batches differently
+    assert "  Top1: " in one and ", class " in one  # PaddleClas's "Top{i}: class_id, score, label"
+    assert one.count("image: ") == len(images) and " ms" in one
+
+
+def test_benchmark_mode(binary, package, images):
+    out = run(binary, "--model", package, "--image", images[0], "--benchmark", "--batch-size", 2, "--iters", 2,
+              "--warmup", 1).stdout  # fmt: skip
+    line = next(ln for ln in out.splitlines() if ln.startswith("benchmark:"))
+    assert "batch 2" in line and "images/s" in line
+
+
+@pytest.fixture(scope="session")
+def bad_files(tmp_path_factory, images) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad")
+    jpg = next(p for p in images if p.suffix == ".jpg").read_bytes()
+    png = next(p for p in images if p.suffix == ".png").read_bytes()
+    files = {
+        "truncated.jpg": jpg[: len(jpg) // 3],
+        "truncated.png": png[: len(png) // 3],
+        "text.png": b"this is not an image\n",
+        "empty.jpg": b"",
+        "junk.pt2": b"not a zip file at all",
+    }
+    out = {}
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+        out[name] = d / name
+    with zipfile.ZipFile(d / "zip.pt2", "w") as z:
+        z.writestr("archive/data.txt", "a zip, but no compiled model")
+    out["zip.pt2"] = d / "zip.pt2"
+
+    class AddOne(torch.nn.Module):
+        def forward(self, x):
+            return x + 1
+
+    torch.export.save(torch.export.export(AddOne(), (torch.randn(2, 3),)), d / "exported.pt2")
+    out["exported.pt2"] = d / "exported.pt2"
+    out["missing.jpg"] = d / "missing.jpg"
+    return out
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        ("missing.jpg", "no such file"),
+        ("empty.jpg", "empty"),
+        ("text.png", "not an image"),
+        ("truncated.jpg", "truncated"),
+        ("truncated.png", "corrupt"),
+    ],
+)
+def test_bad_image(binary, package, bad_files, image, message):
+    proc = run(binary, "--model", package, "--image", bad_files[image], check=False)
+    assert 0 < proc.returncode < 128, f"rc {proc.returncode}: {proc.stderr[-500:]}"
+    assert f"error: {bad_files[image]}: " in proc.stderr and message in proc.stderr
+
+
+def test_bad_image_among_good_ones(binary, package, bad_files, images):
+    proc = run(binary, "--model", package, "--image", images[0], "--image", bad_files["text.png"], "--image",
+               images[1], "--json", check=False)  # fmt: skip
+    assert proc.returncode == 1
+    assert [json.loads(line)["image"] for line in proc.stdout.splitlines()] == [str(images[0]), str(images[1])]
+    assert "1 of 3 image(s) could not be read" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "model_file, message",
+    [
+        ("missing.pt2", "no such file"),
+        ("junk.pt2", "not a .pt2 package"),
+        ("zip.pt2", "cannot load as an AOTInductor package"),
+        ("exported.pt2", "cannot load as an AOTInductor package"),
+    ],
+)
+def test_bad_package(binary, bad_files, images, model_file, message):
+    path = bad_files.get(model_file, bad_files["missing.jpg"].with_name(model_file))
+    proc = run(binary, "--model", path, "--image", images[0], check=False)
+    assert 0 < proc.returncode < 128, f"rc {proc.returncode}: {proc.stderr[-500:]}"
+    assert "error: --model" in proc.stderr and message in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--topk", "x"], "--topk: expected an integer"),
+        (["--batch-size", "0"], "--batch-size: expected an integer >= 1"),
+        (["--crop-size", "160"], "the package takes 224x224 inputs"),
+        (["--frobnicate"], "unknown argument"),
+    ],
+)
+def test_bad_arguments(binary, package, images, args, message):
+    proc = run(binary, "--model", package, "--image", images[0], *args, check=False)
+    assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr[-500:]
+
+
+@pytest.mark.slow
+def test_res2net50_matches_python_predictor(binary, images, tmp_path):
+    """A full Res2Net50_vd_26w_4s (random weights, ~90 s to compile on 2 cores) through the C++ binary."""
+    from res2net.export.pt2 import export_pt2
+    from res2net.predict import Predictor
+
+    model = randomize_(res2net.create_model("Res2Net50_vd_26w_4s"))
+    with torch.no_grad():
+        model.fc.weight.mul_(8.0)  # a peaked softmax: 1000 near-equal scores would make 1e-4 meaningless
+    package = export_pt2(model, tmp_path / "r50.pt2")
+    photos = [p for p in images if p.suffix == ".png"][:4]
+    labels = Path(res2net.__file__).parent / "assets" / "imagenet1k_label_list.txt"
+    results = predict_json(
+        binary, package, [a for p in photos for a in ("--image", p)], "--batch-size", 2, "--labels", labels
+    )
+    pred = Predictor(model, engine="torch", precision="fp32", check=False, topk=5)
+    probs = torch.softmax(pred.forward(pred.preprocess([str(p) for p in photos])), 1)
+    expected = pred.predict([str(p) for p in photos])
+    assert probs.max() > 0.3, "scores are flat: the comparison proves little"
+    for r, e, p in zip(results, expected, probs):
+        ids = [t["class_id"] for t in r["topk"]]
+        scores = np.array([t["score"] for t in r["topk"]])
+        assert np.abs(scores - p[ids].numpy()).max() <= 1e-4
+        assert ids == e["class_ids"] or np.min(-np.diff(np.sort(p.numpy())[::-1][:6])) < 1e-4
+        assert [t["label"] for t in r["topk"]] == e["label_names"]  # ImageNet names from the packaged list
