@@ -1,0 +1,544 @@
+"""Training configs: our YAML schema, ``-o Section.key=value`` overrides, and PaddleClas YAML translation.
+
+Our configs use PaddleClas's section names (``Global``, ``Arch``, ``Loss``, ``Optimizer``, ``EMA``,
+``DataLoader.Train``/``DataLoader.Eval``, ``Distillation``) with flat keys, so overrides read the way a
+PaddleClas user expects (``-o Global.epochs=120 -o Arch.name=Res2Net101_vd_26w_4s``). Every key has a
+default in :data:`DEFAULTS`; an unknown key is an error with a suggestion, never silently ignored.
+
+A PaddleClas YAML (``ppcls/configs/ImageNet/Res2Net/*.yaml`` and the like) is recognised by its
+``Loss.Train`` list / ``transform_ops`` and translated; its ``-o`` overrides are applied in PaddleClas's
+own key space *before* translation, so ``-o DataLoader.Train.sampler.batch_size=32`` works there too.
+The common PaddleClas override keys are also accepted on our configs (:data:`PADDLE_ALIASES`).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from res2net.errors import Res2NetError
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Res2NetError, ValueError):
+    """A config file or override is wrong (unknown key, bad value, unsupported PaddleClas op)."""
+
+
+# The PaddleClas ImageNet recipe for Res2Net (paddleclas.md §4.1) is the default of every key.
+DEFAULTS: dict[str, Any] = {
+    "Global": {
+        "output_dir": "output",
+        "epochs": 200,
+        "max_steps": None,  # stop after this many optimizer steps in total (smoke runs, benchmarks)
+        "device": "auto",  # auto | cpu | cuda | cuda:N
+        "seed": 0,
+        "deterministic": False,  # deterministic algorithms + seeded everything: resumes bit-exactly
+        "amp": "none",  # none | bf16 | fp16 (fp16: CUDA only, with a GradScaler)
+        "channels_last": True,
+        "compile": False,  # torch.compile the model
+        "eval_interval": 1,  # epochs; 0 disables evaluation during training
+        "save_interval_steps": 0,  # also checkpoint every N optimizer steps (0: end of epoch only)
+        "log_interval": 10,  # optimizer steps between progress-bar / TensorBoard updates
+        "tensorboard": True,
+        "progress": True,
+        "resume": "auto",  # auto (from output_dir if a checkpoint exists) | never | path to last.pt
+        "on_nonfinite": "stop",  # stop | skip: what a NaN/inf loss does
+        "threads": None,  # torch intra-op threads (None: torch's default)
+    },
+    "Arch": {
+        "name": "Res2Net50_vd_26w_4s",
+        "num_classes": 1000,
+        "pretrained": None,  # fine-tune from: true (official weights) or a weights file
+        "drop_path_rate": 0.0,  # stochastic depth
+        "drop_rate": 0.0,
+        "zero_init_last": False,  # PaddleClas does not zero-init the last BN of each block
+        "sync_bn": False,
+        "freeze_backbone": False,  # train only the (new) classifier
+    },
+    "Loss": {"label_smoothing": 0.1},
+    "Optimizer": {
+        "name": "momentum",  # momentum (SGD) | nesterov | adamw
+        "lr": 0.1,
+        "lr_batch_size": 256,  # ``lr`` is for this global batch; scaled linearly to the actual one
+        "momentum": 0.9,
+        "weight_decay": 1e-4,  # PaddleClas L2: coupled, on every parameter
+        "norm_weight_decay": None,  # weight decay of BN/bias parameters (None: same as weight_decay)
+        "scheduler": "cosine",  # cosine (per iteration) | constant
+        "min_lr": 0.0,
+        "warmup_epochs": 0.0,
+        "warmup_start_lr": 0.0,
+        "clip_grad_norm": None,
+        "accum_steps": 1,  # gradient accumulation: micro-batches per optimizer step
+        "fused": None,  # None: fused/foreach implementation where torch has one
+    },
+    "EMA": {"enabled": False, "decay": 0.9999, "every_steps": 1},
+    "DataLoader": {
+        "Train": {
+            "root": "./dataset/ILSVRC2012/",
+            "list": "./dataset/ILSVRC2012/train_list.txt",  # null: ImageFolder at root
+            "label_map": None,
+            "batch_size": 64,  # per process
+            "num_workers": 4,
+            "drop_last": False,
+            "crop_size": 224,
+            "scale": [0.08, 1.0],
+            "ratio": [0.75, 1.3333333333333333],
+            "hflip": 0.5,
+            "interpolation": "bilinear",
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "mixup_alpha": 0.2,
+        },
+        "Eval": {
+            "root": "./dataset/ILSVRC2012/",
+            "list": "./dataset/ILSVRC2012/val_list.txt",
+            "label_map": None,
+            "batch_size": 64,
+            "num_workers": 4,
+            "resize_short": 256,
+            "crop_size": 224,
+            "interpolation": "bilinear",
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+        },
+    },
+    "Distillation": {
+        "enabled": False,
+        "teacher": None,  # any create_model name
+        "teacher_pretrained": True,  # true (official weights) or a weights file
+        "teacher_num_classes": None,  # default: Arch.num_classes
+        "loss": "js",  # js (SSLD) | kl
+        "temperature": 1.0,  # for kl
+        "distill_weight": 1.0,
+        "label_weight": 0.0,  # > 0 mixes in the label loss (labeled images only)
+        "unlabeled_root": None,  # folder of images only the teacher labels
+    },
+}
+
+# PaddleClas override keys accepted on our configs.
+PADDLE_ALIASES = {
+    "Global.class_num": "Arch.num_classes",
+    "Arch.class_num": "Arch.num_classes",
+    "Global.pretrained_model": "Arch.pretrained",
+    "Global.checkpoints": "Global.resume",
+    "Global.print_batch_step": "Global.log_interval",
+    "Global.use_visualdl": "Global.tensorboard",
+    "Optimizer.lr.learning_rate": "Optimizer.lr",
+    "Optimizer.lr.warmup_epoch": "Optimizer.warmup_epochs",
+    "Optimizer.lr.eta_min": "Optimizer.min_lr",
+    "Optimizer.regularizer.coeff": "Optimizer.weight_decay",
+    "DataLoader.Train.dataset.image_root": "DataLoader.Train.root",
+    "DataLoader.Train.dataset.cls_label_path": "DataLoader.Train.list",
+    "DataLoader.Train.sampler.batch_size": "DataLoader.Train.batch_size",
+    "DataLoader.Train.sampler.drop_last": "DataLoader.Train.drop_last",
+    "DataLoader.Train.loader.num_workers": "DataLoader.Train.num_workers",
+    "DataLoader.Eval.dataset.image_root": "DataLoader.Eval.root",
+    "DataLoader.Eval.dataset.cls_label_path": "DataLoader.Eval.list",
+    "DataLoader.Eval.sampler.batch_size": "DataLoader.Eval.batch_size",
+    "DataLoader.Eval.loader.num_workers": "DataLoader.Eval.num_workers",
+}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+_KNOWN_KEYS = set(_flatten(DEFAULTS))
+
+
+def _suggest(key: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(candidates), n=3, cutoff=0.6)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def _merge(base: dict, update: dict, path: str = "") -> dict:
+    """``update`` into a copy of ``base``; keys must exist in ``base``."""
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        key = f"{path}{k}"
+        if k not in out:
+            raise ConfigError(f"unknown config key {key!r}.{_suggest(key, _KNOWN_KEYS)}")
+        if isinstance(out[k], dict):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key {key!r} is a section; got {v!r}")
+            out[k] = _merge(out[k], v, key + ".")
+        else:
+            out[k] = v
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """An override's value as YAML (``1e-4``, ``true``, ``[1, 2]``, ``null``); a bare word stays a string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _split_override(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} must look like Section.key=value")
+    return key.strip(), parse_value(value.strip())
+
+
+def _set_path(d: dict, key: str, value: Any, strict: bool) -> None:
+    parts = key.split(".")
+    node = d
+    for i, p in enumerate(parts[:-1]):
+        if p not in node or not isinstance(node[p], dict):
+            if strict:
+                raise ConfigError(f"unknown config key {key!r}.{_suggest(key, _KNOWN_KEYS)}")
+            node[p] = {}
+        node = node[p]
+        del i
+    if strict and parts[-1] not in node:
+        raise ConfigError(f"unknown config key {key!r}.{_suggest(key, _KNOWN_KEYS | set(PADDLE_ALIASES))}")
+    node[parts[-1]] = value
+
+
+def _get(d: dict, key: str, default=None):
+    node: Any = d
+    for p in key.split("."):
+        if not isinstance(node, dict) or p not in node:
+            return default
+        node = node[p]
+    return node
+
+
+# ---------------------------------------------------------------------------------------------- PaddleClas
+def is_paddleclas_config(raw: dict) -> bool:
+    """PaddleClas configs have a ``Loss.Train`` list and ``DataLoader.*.dataset`` blocks."""
+    return isinstance(_get(raw, "Loss.Train"), list) or isinstance(_get(raw, "DataLoader.Train.dataset"), dict)
+
+
+def _ops(items: list | None) -> list[tuple[str, dict]]:
+    out = []
+    for item in items or []:
+        if isinstance(item, dict) and len(item) == 1:
+            name, args = next(iter(item.items()))
+            out.append((name, args or {}))
+        else:
+            raise ConfigError(f"PaddleClas op list entry {item!r} is not a one-key mapping")
+    return out
+
+
+_IGNORED_OPS = {"DecodeImage", "ToCHWImage"}
+
+
+def _translate_transforms(ops: list[tuple[str, dict]], section: str, out: dict) -> None:
+    for name, args in ops:
+        if name in _IGNORED_OPS:
+            continue
+        if name == "RandCropImage":
+            out["crop_size"] = int(args.get("size", 224))
+            if args.get("scale") is not None:
+                out["scale"] = list(args["scale"])
+            if args.get("ratio") is not None:
+                out["ratio"] = list(args["ratio"])
+            if args.get("interpolation"):
+                out["interpolation"] = str(args["interpolation"]).lower()
+        elif name == "RandFlipImage":
+            if args.get("flip_code", 1) != 1:
+                raise ConfigError(f"{section}: RandFlipImage flip_code={args['flip_code']} is not supported (only 1)")
+            out["hflip"] = 0.5
+        elif name == "ResizeImage":
+            if args.get("resize_short") is None:
+                raise ConfigError(f"{section}: ResizeImage without resize_short is not supported")
+            out["resize_short"] = int(args["resize_short"])
+            if args.get("interpolation"):
+                out["interpolation"] = str(args["interpolation"]).lower()
+        elif name == "CropImage":
+            out["crop_size"] = int(args["size"])
+        elif name == "NormalizeImage":
+            if args.get("mean") is not None:
+                out["mean"] = list(args["mean"])
+            if args.get("std") is not None:
+                out["std"] = list(args["std"])
+            if str(args.get("order", "")) not in ("", "hwc"):
+                raise ConfigError(f"{section}: NormalizeImage order={args['order']!r} is not supported")
+        else:
+            raise ConfigError(
+                f"{section}: PaddleClas transform {name!r} has no equivalent here "
+                f"(supported: RandCropImage, RandFlipImage, ResizeImage, CropImage, NormalizeImage)"
+            )
+
+
+def _translate_loader(raw: dict, split: str, out: dict) -> None:
+    sec = _get(raw, f"DataLoader.{split}")
+    if not isinstance(sec, dict):
+        return
+    where = f"DataLoader.{split}"
+    ds = sec.get("dataset") or {}
+    name = ds.get("name", "ImageNetDataset")
+    if name == "ImageNetDataset":
+        if ds.get("image_root") is not None:
+            out["root"] = ds["image_root"]
+        if ds.get("cls_label_path") is not None:
+            out["list"] = ds["cls_label_path"]
+    elif name in ("ImageFolder", "ImageFolderDataset"):
+        out["root"] = ds.get("image_root") or ds.get("root")
+        out["list"] = None
+    else:
+        raise ConfigError(f"{where}.dataset: PaddleClas dataset {name!r} is not supported (ImageNetDataset only)")
+    _translate_transforms(_ops(ds.get("transform_ops")), f"{where}.dataset.transform_ops", out)
+    for op, args in _ops(ds.get("batch_transform_ops")):
+        if op == "MixupOperator":
+            out["mixup_alpha"] = float(args.get("alpha", 0.2))
+        else:
+            raise ConfigError(f"{where}.dataset.batch_transform_ops: {op!r} is not supported (MixupOperator only)")
+    if split == "Train" and not ds.get("batch_transform_ops"):
+        out["mixup_alpha"] = 0.0
+    sampler = sec.get("sampler") or {}
+    if "batch_size" in sampler:
+        out["batch_size"] = int(sampler["batch_size"])
+    if split == "Train" and "drop_last" in sampler:
+        out["drop_last"] = bool(sampler["drop_last"])
+    loader = sec.get("loader") or {}
+    if "num_workers" in loader:
+        out["num_workers"] = int(loader["num_workers"])
+
+
+def translate_paddleclas(raw: dict) -> dict:
+    """A PaddleClas training YAML (as a dict) -> our config dict (not yet merged with defaults).
+
+    Covers what PaddleClas's classification configs use for Res2Net-style recipes; anything with no
+    faithful equivalent raises :class:`ConfigError` naming it rather than training something else.
+    """
+    g = raw.get("Global") or {}
+    arch = raw.get("Arch") or {}
+    out: dict[str, Any] = {
+        "Global": {},
+        "Arch": {},
+        "Loss": {},
+        "Optimizer": {},
+        "DataLoader": {"Train": {}, "Eval": {}},
+    }
+    if "name" not in arch:
+        raise ConfigError("PaddleClas config has no Arch.name")
+    if arch["name"] in ("DistillationModel",):
+        raise ConfigError("PaddleClas DistillationModel configs are not translated; use our Distillation section")
+    out["Arch"]["name"] = arch["name"]
+    num_classes = arch.get("class_num", g.get("class_num"))
+    if num_classes is not None:
+        out["Arch"]["num_classes"] = int(num_classes)
+    pretrained = g.get("pretrained_model") or arch.get("pretrained")
+    if pretrained:
+        if isinstance(pretrained, str) and not Path(pretrained).suffix:
+            pretrained += ".pdparams"  # PaddleClas passes a path prefix
+        out["Arch"]["pretrained"] = pretrained
+    if g.get("output_dir") is not None:
+        out["Global"]["output_dir"] = str(Path(g["output_dir"]) / arch["name"])  # PaddleClas appends the name
+    for src, dst in (("epochs", "epochs"), ("eval_interval", "eval_interval"), ("print_batch_step", "log_interval")):
+        if g.get(src) is not None:
+            out["Global"][dst] = g[src]
+    if g.get("seed") is not None:
+        out["Global"]["seed"] = int(g["seed"])
+    if g.get("eval_during_train") is False:
+        out["Global"]["eval_interval"] = 0
+    if g.get("checkpoints"):
+        ck = str(g["checkpoints"])
+        out["Global"]["resume"] = ck if ck.endswith(".pt") else "auto"
+        if out["Global"]["resume"] == "auto":
+            log.warning("Global.checkpoints=%s is a PaddleClas checkpoint prefix; resuming from output_dir instead", ck)
+    if g.get("device"):
+        out["Global"]["device"] = {"gpu": "cuda", "cpu": "cpu"}.get(str(g["device"]).lower(), "auto")
+    if "use_visualdl" in g:
+        out["Global"]["tensorboard"] = bool(g["use_visualdl"])
+    if raw.get("AMP"):
+        out["Global"]["amp"] = "fp16" if out["Global"].get("device") == "cuda" else "bf16"
+    if raw.get("EMA"):
+        out["EMA"] = {"enabled": True, "decay": float(raw["EMA"].get("decay", 0.9999))}
+
+    for name, args in _ops(_get(raw, "Loss.Train")):
+        if name in ("CELoss", "MixCELoss"):
+            out["Loss"]["label_smoothing"] = float(args.get("epsilon") or 0.0)
+        else:
+            raise ConfigError(f"Loss.Train: PaddleClas loss {name!r} is not supported (CELoss only)")
+    if _get(raw, "Loss.Train") is not None and "label_smoothing" not in out["Loss"]:
+        out["Loss"]["label_smoothing"] = 0.0
+
+    opt = raw.get("Optimizer") or {}
+    if opt:
+        name = str(opt.get("name", "Momentum")).lower()
+        if name not in ("momentum", "adamw"):
+            raise ConfigError(f"Optimizer.name: PaddleClas optimizer {opt['name']!r} is not supported")
+        out["Optimizer"]["name"] = "nesterov" if name == "momentum" and opt.get("use_nesterov") else name
+        if "momentum" in opt:
+            out["Optimizer"]["momentum"] = float(opt["momentum"])
+        lr = opt.get("lr") or {}
+        lr_name = str(lr.get("name", "Cosine"))
+        if lr_name == "Cosine":
+            out["Optimizer"]["scheduler"] = "cosine"
+        elif lr_name == "Constant":
+            out["Optimizer"]["scheduler"] = "constant"
+        else:
+            raise ConfigError(f"Optimizer.lr: PaddleClas schedule {lr_name!r} is not supported (Cosine, Constant)")
+        if "learning_rate" in lr:
+            out["Optimizer"]["lr"] = float(lr["learning_rate"])
+        if lr.get("warmup_epoch"):
+            out["Optimizer"]["warmup_epochs"] = float(lr["warmup_epoch"])
+        if lr.get("warmup_start_lr") is not None:
+            out["Optimizer"]["warmup_start_lr"] = float(lr["warmup_start_lr"])
+        if lr.get("eta_min") is not None:
+            out["Optimizer"]["min_lr"] = float(lr["eta_min"])
+        reg = opt.get("regularizer") or {}
+        if reg:
+            if str(reg.get("name", "L2")).upper() != "L2":
+                raise ConfigError(f"Optimizer.regularizer: {reg['name']!r} is not supported (L2 only)")
+            out["Optimizer"]["weight_decay"] = float(reg.get("coeff", 0.0))
+        elif "weight_decay" in opt:
+            out["Optimizer"]["weight_decay"] = float(opt["weight_decay"])
+        if opt.get("no_weight_decay_name"):
+            out["Optimizer"]["norm_weight_decay"] = 0.0
+        # PaddleClas's lr is for its documented launch: 4 GPUs x batch per GPU.
+        per_gpu = _get(raw, "DataLoader.Train.sampler.batch_size")
+        if per_gpu:
+            out["Optimizer"]["lr_batch_size"] = 4 * int(per_gpu)
+
+    for split in ("Train", "Eval"):
+        _translate_loader(raw, split, out["DataLoader"][split])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def bundled_configs() -> list[str]:
+    """Names of the YAMLs shipped in ``res2net/configs`` (usable as ``-c NAME``)."""
+    root = resources.files("res2net") / "configs"
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(source: str | Path) -> dict:
+    path = Path(source)
+    if not path.is_file():
+        bundled = resources.files("res2net") / "configs" / f"{Path(str(source)).name.removesuffix('.yaml')}.yaml"
+        if bundled.is_file():
+            text = bundled.read_text(encoding="utf-8")
+        else:
+            hint = _suggest(str(source), bundled_configs())
+            raise ConfigError(
+                f"{source}: no such config file, and no bundled config of that name.{hint}"
+                f" Bundled: {', '.join(bundled_configs())}"
+            )
+    else:
+        text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(source: str | Path | dict | None = None, overrides: Iterable[str] = ()) -> dict:
+    """Our full config from a YAML path, a bundled config name, a dict or ``None`` (defaults), plus overrides.
+
+    ``overrides`` are ``Section.key=value`` strings, applied last. The result is validated.
+    """
+    raw = copy.deepcopy(source) if isinstance(source, dict) else ({} if source is None else _read_yaml(source))
+    parsed = [_split_override(o) for o in overrides]
+    if is_paddleclas_config(raw):
+        for key, value in parsed:
+            _set_path(raw, key, value, strict=False)
+        cfg = _merge(DEFAULTS, translate_paddleclas(raw))
+        cfg["_source"] = "paddleclas"
+    else:
+        cfg = _merge(DEFAULTS, {k: v for k, v in raw.items() if not k.startswith("_")})
+        for key, value in parsed:
+            key = PADDLE_ALIASES.get(key, key)
+            if key == "Arch.pretrained" and isinstance(value, str) and value and not Path(value).suffix:
+                value += ".pdparams"
+            _set_path(cfg, key, value, strict=True)
+        cfg["_source"] = "res2net"
+    validate(cfg)
+    return cfg
+
+
+_CHOICES = {
+    "Global.amp": ("none", "bf16", "fp16"),
+    "Global.on_nonfinite": ("stop", "skip"),
+    "Optimizer.name": ("momentum", "nesterov", "adamw"),
+    "Optimizer.scheduler": ("cosine", "constant"),
+    "Distillation.loss": ("js", "kl"),
+    "DataLoader.Train.interpolation": ("bilinear", "bicubic", "nearest"),
+    "DataLoader.Eval.interpolation": ("bilinear", "bicubic", "nearest"),
+}
+_POSITIVE_INT = (
+    "Global.epochs",
+    "DataLoader.Train.batch_size",
+    "DataLoader.Eval.batch_size",
+    "DataLoader.Train.crop_size",
+    "DataLoader.Eval.crop_size",
+    "DataLoader.Eval.resize_short",
+    "Optimizer.accum_steps",
+    "EMA.every_steps",
+    "Global.log_interval",
+)
+_NON_NEGATIVE = (
+    "Optimizer.lr",
+    "Optimizer.weight_decay",
+    "Optimizer.warmup_epochs",
+    "Optimizer.min_lr",
+    "Loss.label_smoothing",
+    "DataLoader.Train.mixup_alpha",
+    "DataLoader.Train.num_workers",
+    "DataLoader.Eval.num_workers",
+    "Global.save_interval_steps",
+    "Global.eval_interval",
+    "Arch.drop_path_rate",
+    "Distillation.distill_weight",
+    "Distillation.label_weight",
+)
+
+
+def validate(cfg: dict) -> None:
+    """Type/range checks with messages naming the key."""
+    for key, choices in _CHOICES.items():
+        v = _get(cfg, key)
+        if isinstance(v, str):
+            v = v.lower()
+            _set_path(cfg, key, v, strict=True)
+        if v not in choices:
+            raise ConfigError(f"{key}={v!r}: must be one of {', '.join(choices)}")
+    for key in _POSITIVE_INT:
+        v = _get(cfg, key)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"{key}={v!r}: must be a positive integer")
+    for key in _NON_NEGATIVE:
+        v = _get(cfg, key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            raise ConfigError(f"{key}={v!r}: must be a non-negative number")
+    if not 0 <= cfg["Loss"]["label_smoothing"] < 1:
+        raise ConfigError(f"Loss.label_smoothing={cfg['Loss']['label_smoothing']}: must be in [0, 1)")
+    if not 0 <= cfg["EMA"]["decay"] < 1:
+        raise ConfigError(f"EMA.decay={cfg['EMA']['decay']}: must be in [0, 1)")
+    ms = cfg["Global"]["max_steps"]
+    if ms is not None and (not isinstance(ms, int) or ms <= 0):
+        raise ConfigError(f"Global.max_steps={ms!r}: must be a positive integer or null")
+    d = cfg["Distillation"]
+    if d["enabled"] and not d["teacher"]:
+        raise ConfigError("Distillation.enabled is true but Distillation.teacher is not set")
+    if d["enabled"] and d["loss"] == "kl" and not d["temperature"] > 0:
+        raise ConfigError(f"Distillation.temperature={d['temperature']}: must be > 0")
+
+
+def dump_config(cfg: dict) -> str:
+    """The resolved config as YAML (written next to checkpoints, so a run documents itself)."""
+    return yaml.safe_dump({k: v for k, v in cfg.items() if not k.startswith("_")}, sort_keys=False)
