@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("res2net.stats", "params / FLOPs / accuracy table of the models"),
     "convert": ("res2net.weights.commands:Convert", "convert PaddleClas/timm/authors' weights to .safetensors"),
     "download": ("res2net.weights.commands:Download", "download and verify official weights into the cache"),
+    "quantize-report": ("res2net.export.report", "int8 vs fp32 per engine: size, latency, logit error, accuracy"),
     "train": ("res2net.engine.train", "train / fine-tune / distill (PaddleClas recipe; torchrun for many processes)"),
     "eval": ("res2net.engine.evaluate", "top-1/top-5 on a list file or image folder (PaddleClas eval preprocessing)"),
     "export": ("res2net.export.cli", "export to ONNX / OpenVINO / pt2 (AOTInductor) / TorchScript / Triton, verified"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 log = logging.getLogger("res2net.export")
 
-FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton")
+FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton", "pte")
 OFFICIAL = ("official", "pretrained")
 
 
@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     triton.add_argument("--max-batch-size", type=int, default=64, help="largest batch Triton's dynamic batcher forms")
     triton.add_argument("--instance-kind", choices=("KIND_AUTO", "KIND_CPU", "KIND_GPU"))
     triton.add_argument("--labels", type=Path, help="class names, one per line (default: ImageNet for 1000 classes)")
+    edge = parser.add_argument_group("pte (ExecuTorch + XNNPACK; batch fixed to --batch-size)")
+    edge.add_argument("--quantize", choices=("int8",), help="pte: PT2E static int8 (XNNPACKQuantizer)")
+    edge.add_argument("--calibration", help="int8 calibration images: folder, list file or glob (default: samples)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
@@ -81,6 +84,13 @@ def export(args: argparse.Namespace, model) -> Path:
         return ex.export_pt2(model, args.output, device=args.device, **common, **static)
     if args.fmt == "torchscript":
         return ex.export_torchscript(model, args.output, **common)
+    if args.fmt == "pte":
+        from res2net.export.executorch import export_pte
+
+        return export_pte(
+            model, args.output, quantize=args.quantize, calibration=args.calibration, batch_size=args.batch_size,
+            verify=False, **common,
+        )  # fmt: skip
     return ex.export_triton(
         model,
         args.output,
@@ -103,6 +113,8 @@ def main(args: argparse.Namespace) -> int:
         log.info("TorchScript traces are batch-agnostic; --no-dynamic-batch has no effect")
     if args.fmt == "triton" and not args.dynamic_batch:
         raise ExportError("Triton models are exported with a dynamic batch (dynamic batching needs it)")
+    if args.quantize and args.fmt != "pte":
+        raise ExportError(f"--quantize is for --format pte, not {args.fmt}")
     model = build_model(args.model, args.weights, args.num_classes)
     t = time.perf_counter()
     path = export(args, model)
@@ -120,7 +132,14 @@ def main(args: argparse.Namespace) -> int:
             device=args.device,
             raise_on_fail=False,
         )
-        print(report.summary())
+        if args.quantize == "int8":  # int8 is judged by top-1 agreement, not by the fp32 tolerance
+            report.passed = report.top1_agreement >= 0.9
+            verdict = "OK" if report.passed else "FAILED"
+            print(report.summary().rsplit(" -> ", 1)[0] + f" -> int8 {verdict} (top-1 agreement >= 90%)")
+            if not report.passed:
+                raise ExportError(f"{path}: int8 top-1 agreement {report.top1_agreement:.0%} < 90%")
+        else:
+            print(report.summary())
         summary["verify"] = report.to_dict()
         if not report.passed:
             if args.json:

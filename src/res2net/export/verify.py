@@ -27,7 +27,7 @@ from torch import nn
 
 from res2net.export._common import ExportError, InferenceModel, eval_mode
 
-FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton")
+FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton", "pte")
 DEFAULT_ATOL = 1e-4
 
 
@@ -39,7 +39,14 @@ def detect_format(path: str | Path) -> str:
             return "triton"
         raise ExportError(f"{path}: a directory without config.pbtxt is not a Triton model")
     suffix = path.suffix.lower()
-    by_suffix = {".onnx": "onnx", ".xml": "openvino", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript"}
+    by_suffix = {
+        ".onnx": "onnx",
+        ".xml": "openvino",
+        ".pt2": "pt2",
+        ".pt": "torchscript",
+        ".ts": "torchscript",
+        ".pte": "pte",
+    }
     if suffix not in by_suffix:
         raise ExportError(f"{path}: cannot tell the export format from the name; expected one of {sorted(by_suffix)}")
     return by_suffix[suffix]
@@ -136,6 +143,11 @@ def load_artifact(
                 return runner(torch.from_numpy(x).to(dev)).float().cpu().numpy()
 
         return Artifact(fmt, path, run_pt2, meta)
+    if fmt == "pte":
+        from res2net.export.executorch import PteModel
+
+        program = PteModel(path)  # ExecuTorch's runtime (XNNPACK), as an app runs the file
+        return Artifact(fmt, path, lambda x: program(x).numpy(), program.metadata)
     from res2net.export.torchscript import load_torchscript
 
     module, meta = load_torchscript(path, device)

@@ -1,0 +1,217 @@
+"""ExecuTorch ``.pte`` programs for phones and edge boards, delegated to XNNPACK (fp32 or int8).
+
+Why ExecuTorch + XNNPACK: it is PyTorch's own on-device runtime (Android, iOS, Linux ARM/x86, a
+~1 MB C++ runtime with no Python), it consumes the same ``torch.export`` graph as every other
+exporter here (:func:`res2net.export._common.export_program`), and XNNPACK runs Res2Net's convs,
+pools, adds and concatenations fully delegated on ARM and x86 CPUs.
+
+int8 is PT2E post-training quantization with ``XNNPACKQuantizer``: weights symmetric per output
+channel, activations per tensor with ranges observed on calibration images preprocessed exactly as
+at inference (:func:`res2net.export.quantize.calibration_data`: a folder, a list file or an array).
+BatchNorm is folded into the convolutions by ``convert_pt2e`` before the weights are quantized.
+
+A ``.pte`` has a static input shape ``[batch_size, 3, H, W]`` (XNNPACK plans its memory for it) and
+no room for free-form metadata, so a ``NAME.pte.json`` beside it records the same metadata as the
+other formats (model, classes, preprocessing, precision). :class:`PteModel` runs a program from
+Python through ExecuTorch's runtime (a pybind of the C++ runtime an app links): what the tests and
+``res2net quantize-report`` use to verify the file against PyTorch eager.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from res2net.export._common import (
+    ExportError,
+    eval_mode,
+    export_program,
+    input_hw,
+    log,
+    metadata,
+    model_name,
+    output_path,
+    quiet,
+)
+
+PRECISIONS = ("fp32", "int8")
+
+
+def _require_executorch() -> None:
+    try:
+        import executorch  # noqa: F401
+    except ImportError:
+        raise ExportError("the pte format needs ExecuTorch: pip install 'res2net[edge]'") from None
+
+
+def eval_transform_for(model: nn.Module, h: int):
+    """The model card's :class:`EvalTransform`, scaled to crop ``h`` (as the recorded metadata says)."""
+    from res2net.data.transforms import EvalTransform
+
+    card = getattr(model, "pretrained_cfg", None)
+    if card is None:
+        return EvalTransform(resize_short=round(256 * h / 224), crop_size=h)
+    t = EvalTransform.from_preprocess(card.preprocess)
+    if h != t.crop_size:
+        t = EvalTransform(round(t.resize_short * h / t.crop_size), h, t.interpolation, t.mean, t.std)
+    return t
+
+
+def quantize_pt2e(
+    program: torch.export.ExportedProgram, calibration: np.ndarray, batch_size: int
+) -> torch.export.ExportedProgram:
+    """PT2E int8 of an exported program for XNNPACK, calibrated on ``calibration`` (float32 NCHW)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(program.module(), quantizer)
+    data = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
+    n = len(data)
+    with torch.no_grad():
+        # The graph's batch is static: feed full batches, wrapping round at the end of the set.
+        for start in range(0, n, batch_size):
+            idx = [(start + i) % n for i in range(batch_size)]
+            prepared(data[idx])
+    converted = convert_pt2e(prepared)
+    example = data[[i % n for i in range(batch_size)]]
+    return torch.export.export(converted, (example,), strict=False)
+
+
+def export_pte(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    quantize: str | None = None,
+    calibration=None,
+    softmax: bool = False,
+    input_size: int | tuple[int, int] = 224,
+    batch_size: int = 1,
+    verify: bool = True,
+) -> Path:
+    """Write ``model`` as an ExecuTorch program with the XNNPACK delegate at ``path`` (``.pte`` added).
+
+    Args:
+        quantize: ``None``/``"fp32"`` for float, ``"int8"`` for PT2E static int8.
+        calibration: int8 only: a folder, list file, glob, paths or a float32 ``[N, 3, H, W]``
+            array (:func:`res2net.export.quantize.calibration_data`); ``None`` uses the packaged
+            sample photos, fine for a demo — pass 100-300 images of your own data for production.
+        softmax: end in a softmax (output ``probabilities``) as PaddleClas's inference models do.
+        input_size: spatial size, fixed in the program.
+        batch_size: the program's fixed batch size.
+        verify: run the written file with ExecuTorch's runtime on real images next to eager
+            PyTorch (:func:`verify_pte`): fp32 must agree within 1e-4 (else :class:`ExportError`).
+    """
+    _require_executorch()
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    precision = quantize or "fp32"
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown pte precision {quantize!r}; choose one of {PRECISIONS}")
+    if batch_size < 1:
+        raise ExportError(f"batch size must be >= 1, got {batch_size}")
+    h, w = input_hw(input_size)
+    path = output_path(path, ".pte")
+    with eval_mode(model):
+        program = export_program(model, h, w, softmax=softmax, dynamic_batch=False, batch_size=batch_size)
+        if precision == "int8":
+            from res2net.export.quantize import calibration_data
+
+            data = calibration_data(calibration, eval_transform_for(model, h))
+            if data.shape[2:] != (h, w):
+                raise ExportError(f"calibration inputs are {data.shape[2]}x{data.shape[3]}, the program takes {h}x{w}")
+            program = quantize_pt2e(program, data, batch_size)
+        try:
+            with quiet():
+                edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+                et_program = edge.to_executorch()
+        except Exception as e:
+            raise ExportError(f"ExecuTorch lowering of {model_name(model)} failed: {e}") from e
+        meta = metadata(model, h, w, softmax=softmax, dynamic_batch=False, fmt="pte")
+    meta["input_shape"] = json.dumps([batch_size, 3, h, w])
+    meta["precision"] = precision
+    meta["backend"] = "xnnpack"
+    path.write_bytes(et_program.buffer)
+    sidecar(path).write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("wrote %s (%s, XNNPACK, batch %d, %.1f MB)", path, precision, batch_size, path.stat().st_size / 1e6)
+    if verify:
+        verify_pte(model, path)
+    return path
+
+
+def sidecar(path: str | Path) -> Path:
+    """``model.pte`` -> ``model.pte.json``, the metadata a ``.pte`` cannot hold."""
+    return Path(str(path) + ".json")
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata :func:`export_pte` wrote beside ``path`` (``{}`` if there is none)."""
+    f = sidecar(path)
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+class PteModel:
+    """A ``.pte`` program run by ExecuTorch's runtime: ``model(x)`` -> logits, any batch size.
+
+    The program's batch is fixed; larger inputs are run in chunks and the last chunk is padded.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        _require_executorch()
+        from executorch.runtime import Runtime
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ExportError(f"{self.path}: no such .pte file")
+        try:
+            with quiet():
+                program = Runtime.get().load_program(self.path)
+                self._method = program.load_method("forward")
+        except Exception as e:
+            raise ExportError(f"{self.path}: not a loadable ExecuTorch program: {e}") from e
+        meta = self._method.metadata
+        self.input_shape = tuple(meta.input_tensor_meta(0).sizes())
+        self.metadata = read_metadata(self.path)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_shape[0])
+
+    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if tuple(x.shape[1:]) != self.input_shape[1:]:
+            want = ", ".join(map(str, self.input_shape[1:]))
+            raise ExportError(f"{self.path}: takes [N, {want}], got {list(x.shape)}")
+        b = self.batch_size
+        outs = []
+        for start in range(0, len(x), b):
+            chunk = x[start : start + b]
+            n = len(chunk)
+            if n < b:
+                chunk = torch.cat([chunk, chunk[-1:].expand(b - n, *chunk.shape[1:])])
+            outs.append(self._method.execute([chunk.contiguous()])[0][:n].clone())
+        return torch.cat(outs)
+
+
+def verify_pte(model: nn.Module, path: str | Path, *, atol: float = 1e-4, images=None):
+    """Run ``path`` with ExecuTorch's runtime on real photos next to eager ``model``
+    (:func:`res2net.export.verify_export`). An fp32 program must match within ``atol`` (else
+    :class:`ExportError`); an int8 program's agreement is reported, not judged (on random-weight or
+    unlabelled checks it means little: the tests judge int8 on a trained model's labelled set)."""
+    from res2net.export.verify import verify_export
+
+    int8 = read_metadata(path).get("precision") == "int8"
+    report = verify_export(path, model, fmt="pte", images=images, atol=atol, raise_on_fail=not int8)
+    log.info("%s%s", report.summary(), " (int8: not held to the fp32 tolerance)" if int8 else "")
+    return report
+
+
+__all__ = ["PRECISIONS", "PteModel", "export_pte", "quantize_pt2e", "read_metadata", "verify_pte"]
