@@ -79,8 +79,9 @@ def prepare(model: nn.Module, softmax: bool) -> nn.Module:
 def example_input(model: nn.Module, h: int, w: int, batch: int = EXAMPLE_BATCH) -> torch.Tensor:
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     in_chans = getattr(getattr(model, "cfg", None), "in_chans", 3)
-    return torch.randn(batch, in_chans, h, w, device=device)
+    return torch.randn(batch, in_chans, h, w, device=device, dtype=dtype)
 
 
 def batch_dim(dynamic_batch: bool) -> dict | None:

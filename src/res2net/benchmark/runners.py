@@ -1,0 +1,367 @@
+"""What the benchmark times: one *runner* per (engine, precision), all with the same interface.
+
+* ``torch`` / ``onnxruntime`` / ``openvino`` / ``auto``: :class:`res2net.Predictor` — the engines users
+  run (BN folded, cached exports, int8 calibration, accuracy-checked); model-only latency is
+  ``Predictor.forward`` on a preprocessed batch, end-to-end is ``Predictor.iter_predict`` on files.
+* ``pt2``: the AOTInductor package of :func:`res2net.export.export_pt2` (the C++ path's artifact).
+* ``torchscript``: :func:`res2net.export.export_torchscript` (frozen trace).
+* ``compile``: ``torch.compile`` of the BN-folded channels-last model; on CUDA with CUDA graphs
+  (``mode="reduce-overhead"``) — what the GPU checks use for fp16/bf16.
+* ``paddle``: PaddleClas's own deployment engine (Paddle Inference + oneDNN), same weights, in its own
+  interpreter (:mod:`res2net.benchmark.paddle_anchor`) — the anchor every ratio is taken against.
+
+pt2 / torchscript / compile artifacts are built once and cached like the Predictor's (keyed by the
+weights' digest) in ``$RES2NET_HOME/artifacts``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from res2net.benchmark.timing import cuda_sync, time_calls
+from res2net.errors import Res2NetError
+
+PREDICTOR_ENGINES = ("torch", "onnxruntime", "openvino")
+ARTIFACT_ENGINES = ("pt2", "torchscript")
+ENGINES = (*PREDICTOR_ENGINES, "auto", "compile", *ARTIFACT_ENGINES, "paddle")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Unsupported(Res2NetError):
+    """This engine cannot run this precision on this device here (the reason is reported, not fatal)."""
+
+
+def random_batch(batch_size: int, input_size: int, seed: int = 0) -> np.ndarray:
+    """The model-only input: standard-normal float32 NCHW, as the seed's benchmark used (random tensor)."""
+    return np.random.default_rng(seed).standard_normal((batch_size, 3, input_size, input_size), dtype=np.float32)
+
+
+def weights_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class Runner(ABC):
+    """One engine at one precision, loaded and ready: ``time`` model-only calls, optionally ``e2e`` files."""
+
+    engine: str
+    precision: str
+    supports_e2e = False
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.info: dict = {}
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine} {self.precision}"
+
+    @abstractmethod
+    def time(self, batch_size: int, n: int) -> list[float]:
+        """``n`` latency samples (seconds) of one batch of ``batch_size`` (the first calls warm up)."""
+
+    def e2e(self, files: list[Path], batch_size: int) -> float:
+        """Seconds for one pass over ``files``: decode, preprocess, infer, top-5."""
+        raise Unsupported(f"{self.label}: no end-to-end path")
+
+    def close(self) -> None:  # noqa: B027 - most runners hold nothing that needs closing
+        """Release what the runner holds (the Paddle worker process)."""
+
+
+class PredictorRunner(Runner):
+    """``res2net.Predictor`` with one engine (or ``auto``): the user-facing path, accuracy-checked."""
+
+    supports_e2e = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        engine: str,
+        precision: str | None,
+        *,
+        device: str,
+        threads: int | None,
+        input_size: int,
+        check: bool,
+        max_batch: int,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__(device)
+        from res2net.engines import engine_class
+        from res2net.predict import Predictor
+
+        if engine != "auto":
+            if precision == "fp16":
+                raise Unsupported(f"{engine} fp16: the Predictor's engines run fp32, bf16 and int8")
+            reason = engine_class(engine).unavailable_reason(precision, device)
+            if reason:
+                raise Unsupported(f"{engine} {precision}: {reason}")
+        self.predictor = Predictor(
+            model,
+            engine=engine,
+            precision=precision,
+            device=device,
+            threads=threads,
+            batch_size=max_batch,
+            check=check,
+            cache_dir=cache_dir,
+        )
+        self.engine = engine
+        self.precision = self.predictor.precision
+        chosen = self.predictor.engine.describe()
+        self.info = {"engine": chosen, "accuracy": asdict(self.predictor.accuracy) if self.predictor.accuracy else None}
+        if engine == "auto":
+            self.info["auto_choice"] = f"{self.predictor.engine_name} {self.predictor.precision}"
+        self.input_size = input_size
+
+    @property
+    def label(self) -> str:
+        if self.engine == "auto":
+            return f"auto ({self.predictor.engine_name} {self.predictor.precision})"
+        return super().label
+
+    def time(self, batch_size: int, n: int) -> list[float]:
+        x = random_batch(batch_size, self.input_size)
+        return time_calls(lambda: self.predictor.forward(x), n)  # numpy out: already synchronised
+
+    def e2e(self, files: list[Path], batch_size: int) -> float:
+        t = time.perf_counter()
+        n = sum(1 for _ in self.predictor.iter_predict(files, batch_size=batch_size, on_error="raise"))
+        seconds = time.perf_counter() - t
+        if n != len(files):
+            raise Res2NetError(f"{self.label}: {n} results for {len(files)} images")
+        return seconds
+
+
+def _fold(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
+    """A BN-folded, channels-last copy in ``dtype`` on ``device`` (the user's model is not touched)."""
+    from res2net.engines.torch_engine import fold_batchnorm
+
+    m = fold_batchnorm(copy.deepcopy(model).eval())
+    return m.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+
+
+def _check_torch_precision(engine: str, precision: str, device: str) -> None:
+    if precision not in TORCH_DTYPES:
+        raise Unsupported(f"{engine} {precision}: no {precision} path (int8 runs on onnxruntime / openvino)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise Unsupported(f"{engine}: CUDA is not available")
+    if device == "cpu" and precision == "fp16":
+        raise Unsupported(f"{engine} fp16: CPU fp16 convolutions are emulated (slower than fp32); GPU only")
+    if device == "cpu" and precision == "bf16":
+        from res2net.engines.base import has_bf16
+
+        if not has_bf16():
+            raise Unsupported(f"{engine} bf16: this CPU has no native bf16 (AVX512-BF16/AMX)")
+
+
+class TensorRunner(Runner):
+    """A callable on torch tensors (input resident on the device, output left there, device synced)."""
+
+    def __init__(self, device: str, precision: str, input_size: int) -> None:
+        super().__init__(device)
+        self.precision = precision
+        self.dtype = TORCH_DTYPES[precision]
+        self.input_size = input_size
+        self.sync = cuda_sync(device)
+        self._inputs: dict[int, torch.Tensor] = {}
+        self.fn = None
+
+    def _input(self, batch_size: int) -> torch.Tensor:
+        if batch_size not in self._inputs:
+            x = torch.from_numpy(random_batch(batch_size, self.input_size))
+            self._inputs[batch_size] = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        return self._inputs[batch_size]
+
+    def time(self, batch_size: int, n: int) -> list[float]:
+        x = self._input(batch_size)
+        with torch.inference_mode():
+            return time_calls(lambda: self.fn(x), n, self.sync)
+
+
+class CompileRunner(TensorRunner):
+    """``torch.compile`` (Inductor) of the folded model; CUDA graphs on GPU (``reduce-overhead``)."""
+
+    engine = "compile"
+
+    def __init__(self, model: nn.Module, precision: str, *, device: str, input_size: int, mode: str | None) -> None:
+        _check_torch_precision("compile", precision, device)
+        super().__init__(device, precision, input_size)
+        mode = mode or ("reduce-overhead" if device.startswith("cuda") else None)
+        if device == "cpu":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # constant-fold weights into the CPU kernels (oneDNN prepacking)
+        self.model = _fold(model, device, self.dtype)
+        compiled = torch.compile(self.model, mode=mode, dynamic=False)
+        cudagraphs = mode in ("reduce-overhead", "max-autotune")
+
+        def call(x):
+            if cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            return compiled(x)
+
+        self.fn = call
+        self.info = {"engine": f"torch.compile mode={mode or 'default'} ({device}, {precision})"}
+
+
+class ArtifactRunner(TensorRunner):
+    """An exported pt2 (AOTInductor) or TorchScript file, built once per weights and cached."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        fmt: str,
+        precision: str,
+        *,
+        device: str,
+        input_size: int,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        _check_torch_precision(fmt, precision, device)
+        if fmt == "torchscript" and precision == "bf16" and device == "cpu":
+            raise Unsupported("torchscript bf16: use compile or pt2")
+        super().__init__(device, precision, input_size)
+        from res2net.engines.cache import ArtifactCache, ArtifactKey
+
+        self.engine = fmt
+        card = getattr(model, "pretrained_cfg", None)
+        cfg_digest = hashlib.sha256(repr(getattr(model, "cfg", "")).encode()).hexdigest()[:8]
+        model_id = f"{getattr(card, 'name', type(model).__name__)}-{getattr(model, 'num_classes', 0)}c-{cfg_digest}"
+        dev_type = torch.device(device).type
+        key = ArtifactKey(model_id, weights_digest(model), fmt, precision, input_size, dev_type)
+        cache = ArtifactCache(cache_dir)
+        filename = "model.pt2" if fmt == "pt2" else "model.pt"
+        t = time.perf_counter()
+        with cache.lock(key) as d:
+            if not cache.is_complete(key):
+                d = cache.start_build(key)
+                folded = _fold(model, device, self.dtype)
+                if fmt == "pt2":
+                    from res2net.export.pt2 import export_pt2
+
+                    export_pt2(folded, d / filename, input_size=input_size, device=device)
+                else:
+                    from res2net.export.torchscript import export_torchscript
+
+                    export_torchscript(folded, d / filename, input_size=input_size)
+                cache.finish_build(key, seconds=round(time.perf_counter() - t, 1))
+        path = d / filename
+        if fmt == "pt2":
+            from res2net.export.pt2 import load_pt2
+
+            self.fn = load_pt2(path, device)
+        else:
+            from res2net.export.torchscript import load_torchscript
+
+            self.fn, _ = load_torchscript(path, device)
+        self.info = {"engine": f"{fmt} {precision} ({device})", "artifact": str(path)}
+
+
+class PaddleRunner(Runner):
+    """The anchor: PaddleClas's ClsPredictor (Paddle Inference, oneDNN) in ``.venv-paddle``."""
+
+    engine = "paddle"
+    precision = "fp32"
+    supports_e2e = True
+
+    def __init__(self, model: nn.Module, *, device: str, threads: int, input_size: int, program: str = "pir") -> None:
+        super().__init__(device)
+        if device != "cpu":
+            raise Unsupported("paddle: the anchor runs Paddle Inference on the CPU (oneDNN)")
+        from res2net.benchmark.paddle_anchor import PaddleAnchor, PaddleUnavailable, paddle_model_name, paddle_python
+
+        try:  # reasons not to run at all are skips; a worker that fails later is a failure
+            paddle_model_name(model)
+            paddle_python()
+        except PaddleUnavailable as e:
+            raise Unsupported(f"paddle: {e}") from None
+
+        self.anchor = PaddleAnchor(model, threads=threads, input_size=input_size, program=program)
+        self.info = {"engine": f"Paddle Inference {self.anchor.info['paddle']} oneDNN fp32 ({threads} threads)",
+                     **self.anchor.info}  # fmt: skip
+        self.input_size = input_size
+        self._check_same_weights(model)
+
+    @property
+    def label(self) -> str:
+        return "paddle fp32"
+
+    def _check_same_weights(self, model: nn.Module) -> None:
+        """The anchor must run the same function: compare its probabilities with ours on real photos."""
+        from res2net.export.verify import default_images, preprocess_images
+
+        images = default_images()
+        if not images:
+            return
+        x = preprocess_images(images, model, self.input_size, self.input_size)
+        theirs = self.anchor.run(x)
+        with torch.inference_mode():
+            ours = torch.softmax(model.eval()(torch.from_numpy(x)), -1).numpy()
+        self.info["parity"] = {
+            "images": len(x),
+            "max_abs_prob_diff": float(np.abs(theirs - ours).max()),
+            "top1_agreement": float((theirs.argmax(1) == ours.argmax(1)).mean()),
+        }
+
+    def time(self, batch_size: int, n: int) -> list[float]:
+        return self.anchor.time(batch_size, n)
+
+    def e2e(self, files: list[Path], batch_size: int) -> float:
+        return self.anchor.e2e(files, batch_size, passes=1)[0]
+
+    def close(self) -> None:
+        self.anchor.close()
+
+
+def build_runner(
+    model: nn.Module,
+    engine: str,
+    precision: str | None,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    input_size: int = 224,
+    check: bool = True,
+    max_batch: int = 8,
+    cache_dir: str | Path | None = None,
+    compile_mode: str | None = None,
+    paddle_program: str = "pir",
+) -> Runner:
+    """The runner for ``engine`` at ``precision``; :class:`Unsupported` says why one cannot run here."""
+    if engine in PREDICTOR_ENGINES or engine == "auto":
+        return PredictorRunner(
+            model,
+            engine,
+            precision,
+            device=device,
+            threads=threads,
+            input_size=input_size,
+            check=check,
+            max_batch=max_batch,
+            cache_dir=cache_dir,
+        )
+    if engine == "compile":
+        return CompileRunner(model, precision or "fp32", device=device, input_size=input_size, mode=compile_mode)
+    if engine in ARTIFACT_ENGINES:
+        return ArtifactRunner(
+            model, engine, precision or "fp32", device=device, input_size=input_size, cache_dir=cache_dir
+        )
+    if engine == "paddle":
+        if precision not in (None, "fp32"):
+            raise Unsupported(f"paddle {precision}: the anchor is fp32 (PaddleClas's CPU deployment)")
+        return PaddleRunner(model, device=device, threads=threads or 2, input_size=input_size, program=paddle_program)
+    raise Res2NetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
