@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("res2net.engine.train", "train / fine-tune / distill (PaddleClas recipe; torchrun for many processes)"),
     "eval": ("res2net.engine.evaluate", "top-1/top-5 on a list file or image folder (PaddleClas eval preprocessing)"),
     "export": ("res2net.export.cli", "export to ONNX / OpenVINO / pt2 (AOTInductor) / TorchScript / Triton, verified"),
+    "serve": ("res2net.serve.cli", "inference server: Open Inference Protocol REST + gRPC, batching, web demo"),
     "benchmark": ("res2net.benchmark.cli", "latency and throughput tables (and charts) on this machine, with anchors"),
 }
 

@@ -1,0 +1,1 @@
+"""The Open Inference Protocol v2 gRPC definition and its generated (committed) Python stubs."""
