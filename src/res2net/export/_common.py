@@ -104,6 +104,11 @@ def export_program(
         raise ExportError(f"torch.export failed for {model_name(model)} at {h}x{w}: {e}") from e
 
 
+def _param_dtype(model: nn.Module) -> torch.dtype:
+    param = next(model.parameters(), None)
+    return param.dtype if param is not None and param.is_floating_point() else torch.float32
+
+
 def model_name(model: nn.Module) -> str:
     card = getattr(model, "pretrained_cfg", None)
     return getattr(card, "name", None) or type(model).__name__
@@ -130,6 +135,7 @@ def metadata(
         "input_name": INPUT_NAME,
         "output_name": output_name(softmax),
         "input_shape": json.dumps(["batch" if dynamic_batch else batch_size, getattr(cfg, "in_chans", 3), h, w]),
+        "dtype": str(_param_dtype(model)).removeprefix("torch."),
         "softmax": str(bool(softmax)).lower(),
         "dynamic_batch": str(bool(dynamic_batch)).lower(),
     }

@@ -82,6 +82,12 @@ class Artifact:
         return np.concatenate(outs)
 
 
+def _input_dtype(meta: dict[str, str]) -> torch.dtype:
+    """The dtype a pt2/TorchScript export takes (a bf16/fp16 model was exported with inputs of its dtype)."""
+    dtype = getattr(torch, meta.get("dtype", "float32"), None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
+
+
 def _triton_onnx(model_dir: Path) -> Path:
     versions = sorted((int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True)
     for v in versions:
@@ -137,10 +143,11 @@ def load_artifact(
         runner = load_pt2(path, device)
         meta = {k: v for k, v in runner.get_metadata().items() if not k.startswith("AOTI_")}
         dev = torch.device("cuda" if runner.get_metadata().get("AOTI_DEVICE_KEY") == "cuda" else "cpu")
+        dtype = _input_dtype(meta)
 
         def run_pt2(x: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                return runner(torch.from_numpy(x).to(dev)).float().cpu().numpy()
+                return runner(torch.from_numpy(x).to(dev, dtype)).float().cpu().numpy()
 
         return Artifact(fmt, path, run_pt2, meta)
     if fmt == "pte":
@@ -151,10 +158,11 @@ def load_artifact(
     from res2net.export.torchscript import load_torchscript
 
     module, meta = load_torchscript(path, device)
+    dtype = _input_dtype(meta)
 
     def run_ts(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return module(torch.from_numpy(x).to(device)).float().cpu().numpy()
+            return module(torch.from_numpy(x).to(device, dtype)).float().cpu().numpy()
 
     return Artifact(fmt, path, run_ts, meta)
 
