@@ -197,6 +197,9 @@ def run_benchmark(settings: Settings, command: str = "") -> BenchmarkResult:
     t0 = time.perf_counter()
     if settings.threads and settings.device == "cpu":
         torch.set_num_threads(settings.threads)
+    from res2net.benchmark.runners import fp32_means_fp32
+
+    fp32_means_fp32(settings.device)  # every runner of this run, the Predictor's torch engine included
     result = BenchmarkResult(
         settings=asdict(settings),
         machine=machine_info(settings.device),

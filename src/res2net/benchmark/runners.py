@@ -5,8 +5,14 @@
   ``Predictor.forward`` on a preprocessed batch, end-to-end is ``Predictor.iter_predict`` on files.
 * ``pt2``: the AOTInductor package of :func:`res2net.export.export_pt2` (the C++ path's artifact).
 * ``torchscript``: :func:`res2net.export.export_torchscript` (frozen trace).
+* ``cudagraph`` (CUDA only): the BN-folded channels-last eager model in fp32/fp16/bf16, cuDNN
+  autotuned, captured once per batch size in a ``torch.cuda.CUDAGraph`` and replayed — no kernel
+  launch overhead (Res2Net runs ~200 small kernels per image) and no compile time.
 * ``compile``: ``torch.compile`` of the BN-folded channels-last model; on CUDA with CUDA graphs
-  (``mode="reduce-overhead"``) — what the GPU checks use for fp16/bf16.
+  (``mode="reduce-overhead"``).
+
+On CUDA, fp32 means fp32: TF32 convolutions/matmuls are switched off for the process, so fp32
+numbers are comparable with the seed's FP32 column and fp32 outputs with the CPU reference.
 * ``paddle``: PaddleClas's own deployment engine (Paddle Inference + oneDNN), same weights, in its own
   interpreter (:mod:`res2net.benchmark.paddle_anchor`) — the anchor every ratio is taken against.
 
@@ -32,7 +38,7 @@ from res2net.errors import Res2NetError
 
 PREDICTOR_ENGINES = ("torch", "onnxruntime", "openvino")
 ARTIFACT_ENGINES = ("pt2", "torchscript")
-ENGINES = (*PREDICTOR_ENGINES, "auto", "compile", *ARTIFACT_ENGINES, "paddle")
+ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, "paddle")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -192,6 +198,76 @@ class TensorRunner(Runner):
             return time_calls(lambda: self.fn(x), n, self.sync)
 
 
+def accuracy_vs_eager(model: nn.Module, fn, dtype: torch.dtype, device: str) -> dict | None:
+    """Outputs of ``fn`` vs CPU eager fp32 on the packaged photos: max abs diff, rel. error, top-1 agreement."""
+    from res2net.export.verify import compare_outputs, default_images, preprocess_images
+
+    images = default_images()
+    if not images:
+        return None
+    size = getattr(getattr(model, "pretrained_cfg", None), "preprocess", None)
+    crop = size.crop_size if size is not None else 224
+    x = preprocess_images(images, model, crop, crop)
+    with torch.inference_mode():
+        ref = model.eval()(torch.from_numpy(x)).float().numpy()
+        xd = torch.from_numpy(x).to(device, dtype).contiguous(memory_format=torch.channels_last)
+        out = fn(xd).float().cpu().numpy()
+    m = compare_outputs(out, ref)
+    return {"images": len(x), **{k: m[k] for k in ("max_abs_diff", "rel_error", "top1_agreement")}}
+
+
+def fp32_means_fp32(device: str) -> None:
+    """No TF32 on CUDA (PyTorch's cuDNN default allows it for convolutions)."""
+    if device.startswith("cuda"):
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+class CudaGraphRunner(TensorRunner):
+    """Eager (folded, channels-last) model captured in one CUDA graph per batch size and replayed."""
+
+    engine = "cudagraph"
+
+    def __init__(self, model: nn.Module, precision: str, *, device: str, input_size: int) -> None:
+        if not device.startswith("cuda"):
+            raise Unsupported("cudagraph: CUDA graphs need a CUDA device")
+        _check_torch_precision("cudagraph", precision, device)
+        super().__init__(device, precision, input_size)
+        fp32_means_fp32(device)
+        torch.backends.cudnn.benchmark = True  # autotune conv algorithms once per shape, before capture
+        self.model = _fold(model, device, self.dtype)
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.info = {
+            "engine": f"eager + CUDA graph ({device}, {precision}, cuDNN benchmark, BN folded, channels_last)",
+            "accuracy": accuracy_vs_eager(model, self.model, self.dtype, device),
+        }
+
+    def _graph(self, batch_size: int) -> torch.cuda.CUDAGraph:
+        if batch_size not in self.graphs:
+            x = self._input(batch_size)  # the graph's static input
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.inference_mode(), torch.cuda.stream(stream):
+                for _ in range(3):  # cuDNN autotuning and allocator warm-up happen outside the capture
+                    self.model(x)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.inference_mode(), torch.cuda.graph(graph):
+                out = self.model(x)
+            self.graphs[batch_size] = (graph, out)
+        return self.graphs[batch_size][0]
+
+    def time(self, batch_size: int, n: int) -> list[float]:
+        return time_calls(self._graph(batch_size).replay, n, self.sync)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs for ``x`` through the captured graph (copied into its static input, replayed)."""
+        graph = self._graph(len(x))
+        self._inputs[len(x)].copy_(x)
+        graph.replay()
+        return self.graphs[len(x)][1].clone()
+
+
 class CompileRunner(TensorRunner):
     """``torch.compile`` (Inductor) of the folded model; CUDA graphs on GPU (``reduce-overhead``)."""
 
@@ -200,6 +276,7 @@ class CompileRunner(TensorRunner):
     def __init__(self, model: nn.Module, precision: str, *, device: str, input_size: int, mode: str | None) -> None:
         _check_torch_precision("compile", precision, device)
         super().__init__(device, precision, input_size)
+        fp32_means_fp32(device)
         mode = mode or ("reduce-overhead" if device.startswith("cuda") else None)
         if device == "cpu":
             import torch._inductor.config as inductor_config
@@ -235,6 +312,7 @@ class ArtifactRunner(TensorRunner):
         if fmt == "torchscript" and precision == "bf16" and device == "cpu":
             raise Unsupported("torchscript bf16: use compile or pt2")
         super().__init__(device, precision, input_size)
+        fp32_means_fp32(device)
         from res2net.engines.cache import ArtifactCache, ArtifactKey
 
         self.engine = fmt
@@ -268,7 +346,11 @@ class ArtifactRunner(TensorRunner):
             from res2net.export.torchscript import load_torchscript
 
             self.fn, _ = load_torchscript(path, device)
-        self.info = {"engine": f"{fmt} {precision} ({device})", "artifact": str(path)}
+        self.info = {
+            "engine": f"{fmt} {precision} ({device})",
+            "artifact": str(path),
+            "accuracy": accuracy_vs_eager(model, self.fn, self.dtype, device),
+        }
 
 
 class PaddleRunner(Runner):
@@ -354,6 +436,8 @@ def build_runner(
             max_batch=max_batch,
             cache_dir=cache_dir,
         )
+    if engine == "cudagraph":
+        return CudaGraphRunner(model, precision or "fp32", device=device, input_size=input_size)
     if engine == "compile":
         return CompileRunner(model, precision or "fp32", device=device, input_size=input_size, mode=compile_mode)
     if engine in ARTIFACT_ENGINES:
