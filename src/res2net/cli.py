@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("res2net.export.cli", "export to ONNX / OpenVINO / pt2 (AOTInductor) / TorchScript / Triton, verified"),
     "serve": ("res2net.serve.cli", "inference server: Open Inference Protocol REST + gRPC, batching, web demo"),
     "benchmark": ("res2net.benchmark.cli", "latency and throughput tables (and charts) on this machine, with anchors"),
+    "predict": ("res2net.predict", "classify images: top-k ImageNet classes with the fastest checked engine"),
 }
 
 

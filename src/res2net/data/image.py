@@ -36,10 +36,16 @@ def _describe(source: ImageSource) -> str:
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.uint32)
-        arr = (arr >> 8).astype(np.uint8) if arr.max(initial=0) > 255 else arr.astype(np.uint8)
+    if im.mode.startswith("I;16"):
+        # 16-bit grayscale: keep the high byte, as cv2.imread(IMREAD_COLOR) does (a dark 16-bit
+        # image must stay dark, not be mistaken for an 8-bit one).
+        arr = (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
         return np.repeat(arr[:, :, None], 3, axis=2)
+    if im.mode == "I":
+        # 32-bit integer pixels (some TIFF/PNG readers): 16-bit range when it exceeds 8 bits.
+        arr = np.asarray(im, dtype=np.int64)
+        arr = np.clip(arr >> 8, 0, 255) if arr.max(initial=0) > 255 else np.clip(arr, 0, 255)
+        return np.repeat(arr.astype(np.uint8)[:, :, None], 3, axis=2)
     if im.mode == "F":
         arr = np.clip(np.asarray(im), 0, 255).astype(np.uint8)
         return np.repeat(arr[:, :, None], 3, axis=2)

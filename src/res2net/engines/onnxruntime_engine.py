@@ -1,0 +1,103 @@
+"""ONNX Runtime: the exported ONNX graph (fp32) or its static-QDQ int8 quantization.
+
+The fp32 artifact is :func:`res2net.export.export_onnx` with a dynamic batch; the int8 artifact is
+that file quantized by :func:`res2net.export.quantize.quantize_onnx` (per-channel weights,
+calibrated activations). Both are cached, so only the first run exports or calibrates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from res2net.engines.base import BuildContext, Engine, EngineError, default_threads
+
+log = logging.getLogger("res2net.engines")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise EngineError("the onnxruntime engine needs onnxruntime: pip install 'res2net[deploy]'") from None
+    return onnxruntime
+
+
+def build_onnx(ctx: BuildContext) -> str:
+    """Path of the cached fp32 ONNX export (dynamic batch) for ``ctx``'s model, exporting it if needed."""
+    from res2net.export.onnx import export_onnx
+
+    key = ctx.key("onnx", "fp32")
+    with ctx.cache.lock(key) as d:
+        if not ctx.cache.is_complete(key):
+            t = time.perf_counter()
+            log.info("exporting %s to ONNX (one-time, cached in %s)", ctx.model_id, d)
+            d = ctx.cache.start_build(key)
+            export_onnx(ctx.model_factory(), d / "model.onnx", dynamic_batch=True, input_size=ctx.input_size)
+            ctx.cache.finish_build(key, seconds=round(time.perf_counter() - t, 1))
+    return str(d / "model.onnx")
+
+
+class OnnxRuntimeEngine(Engine):
+    """ONNX Runtime's CPU (or CUDA) execution provider, fp32 or int8 (QDQ)."""
+
+    name = "onnxruntime"
+    precisions = ("fp32", "int8")
+
+    @classmethod
+    def unavailable_reason(cls, precision: str, device: str) -> str | None:
+        if precision not in cls.precisions:
+            return f"no {precision} path"
+        try:
+            ort = _ort()
+        except EngineError as e:
+            return str(e)
+        if device.startswith("cuda"):
+            if precision == "int8":
+                return "int8 QDQ models run on the CPU provider"
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                return "onnxruntime has no CUDA provider here (install onnxruntime-gpu)"
+        return None
+
+    def __init__(self, ctx: BuildContext, precision: str = "fp32") -> None:
+        super().__init__(ctx, precision)
+        ort = _ort()
+        onnx_path = build_onnx(ctx)
+        if precision == "int8":
+            onnx_path = self._build_int8(ctx, onnx_path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = ctx.threads or default_threads()
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if ctx.device.startswith("cuda"):
+            device_id = int(ctx.device.partition(":")[2] or 0)
+            providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+        self.threads = so.intra_op_num_threads
+        self.session = ort.InferenceSession(onnx_path, so, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.path = onnx_path
+
+    def _build_int8(self, ctx: BuildContext, fp32_path: str) -> str:
+        from res2net.export.quantize import quantize_onnx
+
+        with ctx.cache.lock(self.key) as d:
+            if not ctx.cache.is_complete(self.key):
+                if ctx.calibration is None:
+                    raise EngineError("int8 needs calibration images")
+                t = time.perf_counter()
+                log.info("calibrating int8 ONNX model (one-time, cached in %s)", d)
+                d = ctx.cache.start_build(self.key)
+                data = ctx.calibration()
+                quantize_onnx(fp32_path, d / "model.onnx", data)
+                ctx.cache.finish_build(
+                    self.key, seconds=round(time.perf_counter() - t, 1), calibration_images=len(data)
+                )
+        return str(d / "model.onnx")
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
