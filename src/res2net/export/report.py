@@ -167,13 +167,15 @@ def quantize_report(
     iters: int = 10,
     threads: int | None = None,
     num_classes: int | None = None,
+    transform=None,
     cache_dir: str | Path | None = None,
 ) -> tuple[list[ReportRow], EvalSet]:
     """Measure every ``engine`` x ``precision`` against PyTorch eager fp32 on ``eval_set``.
 
     ``model``/``weights``/``num_classes`` are as :class:`res2net.Predictor` takes them (a name
-    and weights file, or an ``nn.Module``). ``calibration`` feeds every int8 artifact (default:
-    the packaged sample photos). A combination that cannot run here gets a row with a note.
+    and weights file, or an ``nn.Module``); ``transform`` is the eval preprocessing (default: the
+    model card's). ``calibration`` feeds every int8 artifact (default: the packaged sample photos).
+    A combination that cannot run here gets a row with a note.
     """
     from res2net.engines import EngineError, compare_logits, engine_class
     from res2net.export.quantize import calibration_data
@@ -192,6 +194,7 @@ def quantize_report(
             engine=engine,
             precision=precision,
             num_classes=num_classes,
+            transform=transform,
             calibration=calib if precision == "int8" else None,
             check=False,
             threads=threads,
@@ -291,6 +294,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default="Res2Net50_vd_26w_4s_ssld", help="registered model name")
     p.add_argument("--weights", help="weights file (default: the official weights, downloaded once)")
     p.add_argument("--num-classes", type=int, help="classifier size (default: from the weights)")
+    p.add_argument("--resize-short", type=int, help="eval preprocessing: short side (default: the model card's, 256)")
+    p.add_argument("--crop-size", type=int, help="eval preprocessing: centre crop (default: the model card's, 224)")
     p.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
     p.add_argument("--precisions", default="fp32,int8", help="comma-separated: fp32,bf16,int8")
     p.add_argument("--calibration", help="int8 calibration images: folder, list file or glob (default: samples)")
@@ -307,6 +312,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     batch_sizes = args.batch_sizes
+    transform = None
+    if args.resize_short or args.crop_size:
+        from res2net.data.transforms import EvalTransform
+
+        crop = args.crop_size or 224
+        transform = EvalTransform(resize_short=args.resize_short or round(256 * crop / 224), crop_size=crop)
     rows, data = quantize_report(
         args.model,
         args.weights,
@@ -320,6 +331,7 @@ def main(args: argparse.Namespace) -> int:
         iters=args.iters,
         threads=args.threads,
         num_classes=args.num_classes,
+        transform=transform,
         cache_dir=args.cache_dir,
     )
     if args.json:
