@@ -10,7 +10,7 @@ prints one markdown row per scenario:
   server must survive, and its RSS is sampled throughout.
 
     python benchmarks/load_test.py                                   # res2net_tiny, 16 clients, 20 s each
-    python benchmarks/load_test.py --model Res2Net50_vd_26w_4s --duration 30 --json out.json
+    python benchmarks/load_test.py --model Res2Net50_vd_26w_4s --engine auto --repeat 3 --json out.json
 
 The clients are raw asyncio HTTP/1.1 (one process, little CPU), sending what ``tritonclient.http``
 sends: an OIP v2 request with one JPEG in a BYTES tensor, binary tensor data extension. On a small
@@ -276,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=20_000, help="request cap per scenario (bounded)")
     parser.add_argument("--max-queue", type=int, default=16, help="queue bound in the overload scenario")
     parser.add_argument("--scenarios", default="batching,no-batching,overload")
+    parser.add_argument("--repeat", type=int, default=1, help="run the scenarios N times, alternating their order")
     parser.add_argument("--image", help="image to send (default: skimage's chelsea as JPEG)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    if args.duration > 300 or args.max_requests > 200_000:
-        parser.error("keep the load test bounded: --duration <= 300 and --max-requests <= 200000")
+    if args.duration > 300 or args.max_requests > 200_000 or not 1 <= args.repeat <= 10:
+        parser.error("keep the load test bounded: --duration <= 300, --max-requests <= 200000, --repeat <= 10")
 
     image = test_image(args.image)
     tmp = Path(tempfile.mkdtemp(prefix="res2net-load-"))
@@ -295,11 +296,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     results = []
-    for name in args.scenarios.split(","):
-        extra, concurrency = scenarios[name]
-        print(f"# {name}: {concurrency} clients, server {' '.join(extra)}", file=sys.stderr, flush=True)
-        results.append(run_scenario(args, weights, image, name, extra, concurrency, log))
-        print(f"#   {asdict(results[-1])}", file=sys.stderr, flush=True)
+    names = args.scenarios.split(",")
+    for rep in range(args.repeat):  # alternate the order, so slow drifts of a shared machine cancel out
+        for name in names if rep % 2 == 0 else names[::-1]:
+            extra, concurrency = scenarios[name]
+            print(f"# {name}: {concurrency} clients, server {' '.join(extra)}", file=sys.stderr, flush=True)
+            results.append(run_scenario(args, weights, image, name, extra, concurrency, log))
+            print(f"#   {asdict(results[-1])}", file=sys.stderr, flush=True)
 
     cpu = platform.processor() or platform.machine()
     print(f"\nmodel {args.model}, engine {args.engine}, {os.cpu_count()} CPUs ({cpu}), image {len(image)} bytes JPEG\n")
@@ -316,9 +319,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.p99_ms} | {statuses} | {errors} | {r.rss_start_mb:.0f} → {r.rss_max_mb:.0f} |"
         )
     by = {r.scenario: r for r in results}
-    if "batching" in by and "no-batching" in by and by["no-batching"].throughput:
-        speedup = by["batching"].throughput / by["no-batching"].throughput
-        print(f"\nbatching speed-up at {args.concurrency} clients: {speedup:.2f}x")
+    median = {n: float(np.median([r.throughput for r in results if r.scenario == n])) for n in by}
+    if "batching" in by and "no-batching" in by and median["no-batching"]:
+        speedup = median["batching"] / median["no-batching"]
+        runs = f" (medians of {args.repeat} alternating runs)" if args.repeat > 1 else ""
+        print(f"\nbatching speed-up at {args.concurrency} clients: {speedup:.2f}x{runs}")
     failed = [r.scenario for r in results if not r.server_alive or r.errors]
     if "overload" in by:
         bad = set(by["overload"].statuses) - {"200", "503"}

@@ -148,3 +148,59 @@ def test_timed_out_requests_leave_the_queue_uncomputed():
     assert all(isinstance(e, asyncio.TimeoutError) for e in late)
     assert rec.sizes == [1]  # the two withdrawn images were never run
     assert admitted == 0
+
+
+def test_allowed_batch_sizes():
+    from res2net.serve.batching import allowed_batch_sizes
+
+    assert allowed_batch_sizes(1) == (1,)
+    assert allowed_batch_sizes(8) == (1, 2, 4, 8)
+    assert allowed_batch_sizes(12) == (1, 2, 4, 8, 12)
+
+
+def test_only_allowed_batch_sizes_reach_the_engine():
+    """7 waiting images run as 4 + 2 + 1: static-shape engines never see an uncompiled shape."""
+    rec = Recorder()
+
+    async def main():
+        b = DynamicBatcher(rec, max_batch_size=8, max_delay_s=0.05, max_queue=64)
+        b.start()
+
+        async def one(i):
+            with b.admit(1):
+                return (await b.submit(rows(1, i)))[0]
+
+        outs = await asyncio.gather(*(one(i) for i in range(7)))
+        await b.stop()
+        return outs
+
+    outs = run(main())
+    assert [float(o[0]) for o in outs] == [4.0 * i for i in range(7)]
+    assert rec.sizes == [4, 2, 1]
+
+
+def test_withdrawn_items_do_not_spin_the_loop():
+    rec = Recorder(seconds=0.2)
+
+    async def main():
+        b = DynamicBatcher(rec, max_batch_size=4, max_delay_s=0.0, max_queue=8)
+        b.start()
+
+        async def one(i, timeout):
+            with b.admit(1):
+                return await asyncio.wait_for(b.submit(rows(1, i)), timeout)
+
+        first = asyncio.ensure_future(one(0, 5.0))
+        await asyncio.sleep(0.05)
+        await asyncio.gather(one(1, 0.01), return_exceptions=True)  # withdrawn while the first computes
+        await first
+        t = time.process_time()
+        await asyncio.sleep(0.3)  # idle: the loop must sleep, not busy-wait on the withdrawn item
+        cpu = time.process_time() - t
+        last = await one(2, 5.0)
+        await b.stop()
+        return cpu, last
+
+    cpu, last = run(main())
+    assert cpu < 0.15, f"batcher used {cpu:.2f} s of CPU while idle"
+    assert float(last[0][0]) == 8.0 and rec.sizes == [1, 1]

@@ -9,6 +9,12 @@ they are decoded and refuses (:class:`~res2net.serve.errors.QueueFull`, i.e. 503
 RESOURCE_EXHAUSTED) when ``max_queue`` images are already admitted. Memory therefore stays bounded
 however many clients push, and an overloaded server answers fast instead of timing out slowly.
 
+Batch sizes are restricted to powers of two up to ``max_batch_size`` (and ``max_batch_size``
+itself): when 7 images wait, 4 go now and the rest right after. Engines that compile one static
+shape per batch size (OpenVINO here, TensorRT elsewhere) then see only a handful of shapes, all
+compiled during warm-up, instead of recompiling whenever the load changes; engines with dynamic
+shapes lose nothing, as nothing is padded.
+
 Isolation: if a batched forward raises, its images are retried one by one, so one poisoned input
 cannot fail the requests it happened to be grouped with. A request that times out or is cancelled
 leaves the queue without being computed.
@@ -32,6 +38,12 @@ from res2net.serve.errors import QueueFull
 log = logging.getLogger(__name__)
 
 InferFn = Callable[[np.ndarray], np.ndarray]
+
+
+def allowed_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """Powers of two up to ``max_batch_size``, plus ``max_batch_size``: the shapes the engine will see."""
+    sizes = {1 << i for i in range(max_batch_size.bit_length()) if 1 << i <= max_batch_size}
+    return tuple(sorted(sizes | {max_batch_size}))
 
 
 @dataclass
@@ -63,6 +75,7 @@ class DynamicBatcher:
     ):
         self.infer_fn = infer_fn
         self.max_batch_size = max_batch_size
+        self.batch_sizes = allowed_batch_sizes(max_batch_size)
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
         self.metrics = metrics
@@ -154,12 +167,18 @@ class DynamicBatcher:
                 f.cancel()  # no-op when done; otherwise the loop skips the item
 
     # ---------------------------------------------------------------------------------- the loop
+    def _drop_withdrawn(self) -> None:
+        while self._queue and self._queue[0].future.done():  # timed out / cancelled before their turn
+            self._queue.popleft()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            self._drop_withdrawn()
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                self._drop_withdrawn()
             deadline = self._queue[0].enqueued + self.max_delay_s
             while len(self._queue) < self.max_batch_size:
                 remaining = deadline - loop.time()
@@ -170,10 +189,12 @@ class DynamicBatcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
+            live = sum(not item.future.done() for item in self._queue)
+            size = max((s for s in self.batch_sizes if s <= live), default=0)
             items: list[_Item] = []
-            while self._queue and len(items) < self.max_batch_size:
+            while self._queue and len(items) < size:
                 item = self._queue.popleft()
-                if not item.future.done():  # withdrawn (timed out / cancelled) requests are skipped
+                if not item.future.done():
                     items.append(item)
             self._report()
             if items:

@@ -19,7 +19,7 @@ import numpy as np
 
 from res2net.data.image import ImageError
 from res2net.models import get_card
-from res2net.serve.batching import DynamicBatcher
+from res2net.serve.batching import DynamicBatcher, allowed_batch_sizes
 from res2net.serve.config import ServeConfig
 from res2net.serve.errors import BadRequest, NotFound, PayloadTooLarge, QueueFull, Timeout, Unavailable
 from res2net.serve.metrics import Metrics
@@ -108,8 +108,8 @@ class InferenceService:
                     ),
                 )
             self.metrics.model_load_seconds.set(model.load_seconds)
-            if self.cfg.warmup:
-                sizes = (1, self.cfg.max_batch_size)
+            if self.cfg.warmup:  # every batch size the batcher will use: no compile on the first request
+                sizes = allowed_batch_sizes(self.cfg.max_batch_size)
                 seconds = await loop.run_in_executor(None, model.warmup, sizes)
                 self.metrics.warmup_seconds.set(seconds)
             self.model = model
