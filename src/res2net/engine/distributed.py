@@ -104,39 +104,55 @@ def gather_objects(obj) -> list:
     return [obj]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable all-reduce: the gradient of a global sum w.r.t. each process's input is the global
+    sum of the incoming gradients."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
 class CpuSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm whose training statistics are those of the global batch across all processes.
 
-    The mean and variance are computed from all-reduced sums with ``torch.distributed.nn``'s
-    differentiable ``all_reduce``, so autograd produces the exact SyncBN gradient (the same one
-    ``nn.SyncBatchNorm`` computes with its fused CUDA kernels). Running statistics use the unbiased
-    global variance, as ``nn.SyncBatchNorm`` does.
+    Mean and (biased) variance come from all-reduced sums — two passes, ``sum(x)`` then
+    ``sum((x - mean)^2)``, so no precision is lost to ``E[x^2] - mean^2`` cancellation — through a
+    differentiable all-reduce, so autograd produces the exact SyncBN gradient (what ``nn.SyncBatchNorm``
+    computes with fused CUDA kernels). Running statistics use the unbiased global variance, as
+    ``nn.SyncBatchNorm`` does.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
-        c = x.shape[1]
         xf = x.float()
-        count = torch.tensor([x.numel() / c], dtype=torch.float32, device=x.device)
-        stats = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count])
-        stats = all_reduce(stats)
-        n = stats[-1]
-        mean = stats[:c] / n
-        var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0)
+        count = torch.tensor([float(x.numel() // x.shape[1])])
+        total = _AllReduceSum.apply(torch.cat([xf.sum((0, 2, 3)), count]))
+        n = total[-1]
+        mean = total[:-1] / n
+        centred = xf - mean[None, :, None, None]
+        var = _AllReduceSum.apply((centred * centred).sum((0, 2, 3))) / n
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                unbiased = var.detach() * (n / (n - 1).clamp_min(1))
-                self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
-        inv = torch.rsqrt(var + self.eps)
-        scale = inv if self.weight is None else inv * self.weight
-        shift = -mean * scale if self.bias is None else self.bias - mean * scale
-        y = xf * scale[None, :, None, None] + shift[None, :, None, None]
+                self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1).clamp_min(1)), alpha=m)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        y = centred * scale[None, :, None, None]
+        if self.bias is not None:
+            y = y + self.bias[None, :, None, None]
         return y.to(x.dtype)
 
 

@@ -186,15 +186,15 @@ def _train(cfg: dict, info) -> TrainResult:
     warmup_steps = int(round(float(opt_cfg["warmup_epochs"]) * steps_per_epoch))
 
     def lr_at(step: int) -> float:
-        """Linear warm-up, then cosine decay per iteration to ``min_lr`` (PaddleClas ``Cosine``)."""
-        start = float(opt_cfg["warmup_start_lr"])
-        if step < warmup_steps:
-            return start + (base_lr - start) * step / warmup_steps
-        if opt_cfg["scheduler"] == "constant":
-            return base_lr
-        t, span = step - warmup_steps, max(1, total_steps - warmup_steps)
-        lo = float(opt_cfg["min_lr"])
-        return lo + 0.5 * (base_lr - lo) * (1.0 + math.cos(math.pi * min(t, span) / span))
+        return lr_schedule(
+            step,
+            base_lr=base_lr,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            warmup_start_lr=float(opt_cfg["warmup_start_lr"]),
+            min_lr=float(opt_cfg["min_lr"]),
+            kind=opt_cfg["scheduler"],
+        )
 
     scaler = torch.amp.GradScaler(device.type, enabled=g["amp"] == "fp16")
     ema = None
@@ -530,6 +530,31 @@ def train_one_epoch(ctx: EpochContext, state: RunState) -> dict:
 
 
 # ============================================================================================ builders
+def lr_schedule(
+    step: int,
+    *,
+    base_lr: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    warmup_start_lr: float = 0.0,
+    min_lr: float = 0.0,
+    kind: str = "cosine",
+) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): PaddleClas's ``Cosine`` (+ ``LinearWarmup``).
+
+    Linear warm-up from ``warmup_start_lr`` over ``warmup_steps``, then
+    ``min_lr + (base_lr - min_lr) * (1 + cos(pi * t / T)) / 2`` with ``t`` and ``T`` counted in
+    iterations after the warm-up (decay per iteration, not per epoch). A pure function of the step,
+    so a resumed run continues the schedule exactly.
+    """
+    if step < warmup_steps:
+        return warmup_start_lr + (base_lr - warmup_start_lr) * step / warmup_steps
+    if kind == "constant":
+        return base_lr
+    t, span = step - warmup_steps, max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * min(t, span) / span))
+
+
 def build_train_data(cfg: dict, info):
     """Dataset (+ unlabeled images for distillation), resumable sampler and DataLoader."""
     from res2net.data.augment import TrainTransform
