@@ -46,6 +46,27 @@ def test_harness_alternates_and_records(tmp_path):
     assert "#### torchscript fp32 (cpu)" in md and "skipped res2net_tiny / torch int8" in md
 
 
+def test_in_process_mode(tmp_path):
+    settings = Settings(
+        models=["res2net_tiny"],
+        batch_sizes=[1],
+        engines=["torchscript", "cudagraph"],
+        precisions=["fp32", "fp16"],
+        warmup=1,
+        repeats=2,
+        rounds=2,
+        e2e=False,
+        isolate=False,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    result = run_benchmark(settings)
+    assert [r.label for r in result.latency] == ["torchscript fp32"]
+    reasons = {(s["engine"], s["precision"]): s["reason"] for s in result.skipped}
+    assert "GPU only" in reasons[("torchscript", "fp16")] and "CUDA" in reasons[("cudagraph", "fp32")]
+    acc = result.runners[0]["accuracy"]  # our own runners report their difference to eager on the photos
+    assert acc["images"] == 5 and acc["max_abs_diff"] <= 1e-4 and acc["top1_agreement"] == 1.0
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "res2net", *args], capture_output=True, text=True, timeout=600)
 

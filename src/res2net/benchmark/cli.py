@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="pir",
         help="Paddle anchor's program format (pir: Paddle 3 default; pdmodel: as the released *_infer models)",
     )
+    parser.add_argument(
+        "--in-process",
+        dest="isolate",
+        action="store_false",
+        help="run every engine in this process (default: one worker process each, so thread pools cannot collide)",
+    )
     parser.add_argument("--output-dir", default="benchmark-results", help="where the tables / CSV / JSON / charts go")
     parser.add_argument("--plot", action="store_true", help="draw the seed's four charts (needs matplotlib)")
     parser.add_argument("--plot-only", metavar="JSON", help="redraw the charts from an earlier benchmark.json")
@@ -106,6 +112,7 @@ def main(args: argparse.Namespace) -> int:
         e2e_passes=args.e2e_passes,
         compile_mode=args.compile_mode,
         paddle_program=args.paddle_program,
+        isolate=args.isolate,
     )
     result = run_benchmark(settings, command="res2net " + shlex.join(sys.argv[1:]))
     paths = write_all(result, args.output_dir)

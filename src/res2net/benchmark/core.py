@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from res2net.benchmark.runners import Runner, Unsupported, build_runner
+from res2net.benchmark.runners import RemoteRunner, Runner, Unsupported, build_runner, check_supported
 from res2net.benchmark.timing import Summary
 from res2net.errors import Res2NetError
 
@@ -56,6 +56,7 @@ class Settings:
     compile_mode: str | None = None
     paddle_program: str = "pir"
     cache_dir: str | None = None
+    isolate: bool = True  # every runner in its own worker process (see res2net.benchmark.worker)
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.rounds < 1 or self.warmup < 0:
@@ -225,20 +226,23 @@ def _build_runners(model: nn.Module, name: str, settings: Settings, result: Benc
     runners: list[Runner] = []
     for engine, precision in _combos(settings):
         t = time.perf_counter()
+        options = dict(
+            device=settings.device,
+            threads=settings.threads,
+            input_size=settings.input_size,
+            check=settings.check,
+            max_batch=max([*settings.batch_sizes, settings.e2e_batch_size]),
+            cache_dir=settings.cache_dir,
+            compile_mode=settings.compile_mode,
+        )
         try:
-            runner = build_runner(
-                model,
-                engine,
-                precision,
-                device=settings.device,
-                threads=settings.threads,
-                input_size=settings.input_size,
-                check=settings.check,
-                max_batch=max([*settings.batch_sizes, settings.e2e_batch_size]),
-                cache_dir=settings.cache_dir,
-                compile_mode=settings.compile_mode,
-                paddle_program=settings.paddle_program,
-            )
+            check_supported(engine, precision, settings.device)  # before starting a worker for nothing
+            if settings.isolate and engine != "paddle":  # the Paddle anchor always has its own process
+                spec = dict(model=name, weights=settings.weights, num_classes=settings.num_classes, engine=engine,
+                            precision=precision, **options)  # fmt: skip
+                runner = RemoteRunner(spec, threads=settings.threads)
+            else:
+                runner = build_runner(model, engine, precision, paddle_program=settings.paddle_program, **options)
         except Unsupported as e:
             result.skipped.append({"model": name, "engine": engine, "precision": precision, "reason": str(e)})
             log.info("skip %s %s: %s", engine, precision or "", e)

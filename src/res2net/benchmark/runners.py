@@ -409,6 +409,107 @@ class PaddleRunner(Runner):
         self.anchor.close()
 
 
+class RemoteRunner(Runner):
+    """A runner living in its own worker process (:mod:`res2net.benchmark.worker`); same interface.
+
+    Construction starts the worker and builds the runner there (raising :class:`Unsupported` with
+    the worker's reason when it cannot run); calls are forwarded over the worker's pipes.
+    """
+
+    def __init__(self, spec: dict, *, threads: int | None, timeout: float = 1800) -> None:
+        import json
+        import logging
+        import os
+        import subprocess
+        import sys
+
+        super().__init__(spec.get("device", "cpu"))
+        self._json = json
+        env = dict(os.environ)
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
+        debug = logging.getLogger("res2net.benchmark").isEnabledFor(logging.DEBUG)
+        spec = {**spec, "log_level": logging.INFO if debug else logging.WARNING}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "res2net.benchmark.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if debug else subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        try:
+            reply = self._call(cmd="setup", **spec)
+        except BaseException:
+            self.close()
+            raise
+        self.engine, self.precision, self._label = reply["engine"], reply["precision"], reply["label"]
+        self.supports_e2e = reply["supports_e2e"]
+        self.info = {**reply["info"], "process": "own worker process"}
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def _call(self, **msg) -> dict:
+        if self.proc.poll() is not None:
+            raise Res2NetError(f"benchmark worker exited with code {self.proc.returncode} (run with -v for its log)")
+        self.proc.stdin.write(self._json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise Res2NetError(f"benchmark worker died during {msg['cmd']!r} (run with -v for its log)")
+        reply = self._json.loads(line)
+        if not reply.get("ok"):
+            if reply.get("kind") == "unsupported":
+                raise Unsupported(reply["error"])
+            raise Res2NetError(f"benchmark worker: {msg['cmd']} failed: {reply['error']}\n{reply.get('traceback', '')}")
+        return reply
+
+    def time(self, batch_size: int, n: int) -> list[float]:
+        return self._call(cmd="time", bs=batch_size, n=n)["samples"]
+
+    def e2e(self, files: list[Path], batch_size: int) -> float:
+        return self._call(cmd="e2e", files=[str(f) for f in files], bs=batch_size)["seconds"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self._call(cmd="quit")
+                self.proc.wait(timeout=60)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def check_supported(engine: str, precision: str | None, device: str) -> None:
+    """Raise :class:`Unsupported` if ``engine`` cannot run ``precision`` on ``device`` here — without building it."""
+    if engine not in ENGINES:
+        raise Res2NetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if engine in PREDICTOR_ENGINES:
+        from res2net.engines import engine_class
+
+        if precision == "fp16":
+            raise Unsupported(f"{engine} fp16: the Predictor's engines run fp32, bf16 and int8")
+        reason = engine_class(engine).unavailable_reason(precision or "fp32", device)
+        if reason:
+            raise Unsupported(f"{engine} {precision}: {reason}")
+    elif engine == "paddle":
+        if precision not in (None, "fp32"):
+            raise Unsupported(f"paddle {precision}: the anchor is fp32 (PaddleClas's CPU deployment)")
+        if device != "cpu":
+            raise Unsupported("paddle: the anchor runs Paddle Inference on the CPU (oneDNN)")
+    elif engine != "auto":
+        if engine == "cudagraph" and not device.startswith("cuda"):
+            raise Unsupported("cudagraph: CUDA graphs need a CUDA device")
+        _check_torch_precision(engine, precision or "fp32", device)
+        if engine == "torchscript" and precision == "bf16" and device == "cpu":
+            raise Unsupported("torchscript bf16: use compile or pt2")
+
+
 def build_runner(
     model: nn.Module,
     engine: str,
@@ -424,6 +525,7 @@ def build_runner(
     paddle_program: str = "pir",
 ) -> Runner:
     """The runner for ``engine`` at ``precision``; :class:`Unsupported` says why one cannot run here."""
+    check_supported(engine, precision, device)
     if engine in PREDICTOR_ENGINES or engine == "auto":
         return PredictorRunner(
             model,
@@ -445,7 +547,5 @@ def build_runner(
             model, engine, precision or "fp32", device=device, input_size=input_size, cache_dir=cache_dir
         )
     if engine == "paddle":
-        if precision not in (None, "fp32"):
-            raise Unsupported(f"paddle {precision}: the anchor is fp32 (PaddleClas's CPU deployment)")
         return PaddleRunner(model, device=device, threads=threads or 2, input_size=input_size, program=paddle_program)
     raise Res2NetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")

@@ -169,13 +169,23 @@ def output_path(path: str | Path, suffix: str) -> Path:
     return path
 
 
+_NOISY_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "torch._export", "openvino")
+
+
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Swallow the exporters' progress prints (kept at debug level) so the CLI output stays readable."""
+    """Swallow the exporters' progress prints and INFO logs (prints kept at debug level) during an export."""
     buf = io.StringIO()
+    loggers = [logging.getLogger(n) for n in _NOISY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    if not log.isEnabledFor(logging.DEBUG):
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
     try:
         with contextlib.redirect_stdout(buf):
             yield
     finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
         if buf.getvalue().strip():
             log.debug("%s", buf.getvalue().strip())
