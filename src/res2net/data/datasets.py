@@ -183,11 +183,13 @@ class ImageDataset(torch.utils.data.Dataset):
                 self._report(self.samples[index].path, e)
                 return None
             return arr, label, 0
-        for skipped in range(min(self.max_substitutes, len(self.samples))):
-            j = (index + skipped) % len(self.samples)
+        for attempt in range(min(self.max_substitutes, len(self.samples))):
+            j = (index + attempt) % len(self.samples)
             try:
                 arr, label = self._load(j, rng)
-                return arr, label, skipped
+                # count only this item's own image: a bad substitute is counted when its own turn comes,
+                # so the epoch total is the number of unreadable images, each once
+                return arr, label, int(attempt > 0)
             except ImageError as e:
                 self._report(self.samples[j].path, e)
         raise DatasetError(
