@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything res2net needs, idempotently, from the package registries only:
+#   system        (Debian, when run as root) chromium for the web-demo test, OpenCV/CMake/Ninja for the C++ predictor
 #   .venv         the library with all extras (torch from the local wheel cache where present)
 #   .venv-paddle  PaddlePaddle + PaddleClas, used only as a test oracle and benchmark anchor
 # Usage: bash scripts/setup.sh [--no-paddle]
@@ -7,13 +8,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
+APT_PACKAGES=(chromium libopencv-dev cmake g++ ninja-build)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  else
+    echo "note: install these system packages for the C++ predictor and web-demo tests: ${missing[*]}" >&2
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip
 # torch 2.14.1 / torchvision 0.29.1 are the newest this workplace serves (see README "Installation").
 .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
-.venv/bin/pip install -q -e '.[deploy,serve,train,plot,test]'
+.venv/bin/pip install -q -e '.[deploy,serve,train,plot,edge,test]'
 
 if [ "${1:-}" != "--no-paddle" ]; then
   if [ ! -x .venv-paddle/bin/python ]; then
