@@ -88,6 +88,7 @@ def worker_ours(args) -> None:
             threads=args.threads,
             check=check,
             batch_size=64,
+            engine_options={"split_batches": False} if args.variant == "nosplit" else None,
         )
         state["p"] = p
         return {"engine": p.engine.describe()}
@@ -323,7 +324,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="Res2Net50_vd_26w_4s")
     ap.add_argument("--weights", default=None, help="real weights (enables auto's accuracy check)")
-    ap.add_argument("--engines", nargs="+", default=DEFAULT_ENGINES, help="engine:precision or auto")
+    ap.add_argument(
+        "--engines", nargs="+", default=DEFAULT_ENGINES, help="engine:precision[:nosplit] or auto (nosplit: openvino)"
+    )
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
@@ -342,6 +345,7 @@ def main() -> int:
     ap.add_argument("--engine", help=argparse.SUPPRESS)
     ap.add_argument("--precision", help=argparse.SUPPRESS)
     ap.add_argument("--random-weights", help=argparse.SUPPRESS)
+    ap.add_argument("--variant", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.worker == "ours":
@@ -372,9 +376,11 @@ def main() -> int:
         workers.append(Worker("paddle", [args.paddle_python, *me[1:], "--worker", "paddle", *common]))
     for spec in args.engines:
         label = spec if spec != "auto" else f"auto ({_auto_label(args)})"
-        engine, _, precision = (_auto_label(args) if spec == "auto" else spec).partition(":")
+        engine, _, rest = (_auto_label(args) if spec == "auto" else spec).partition(":")
+        precision, _, variant = rest.partition(":")
         cmd = [*me, "--worker", "ours", "--engine", engine, *common]
         cmd += ["--precision", precision] if precision else []
+        cmd += ["--variant", variant] if variant else []
         cmd += ["--weights", args.weights] if args.weights else ["--random-weights", str(random_weights)]
         print(f"starting {label} ...", file=sys.stderr, flush=True)
         workers.append(Worker(label, cmd))

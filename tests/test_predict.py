@@ -2,7 +2,7 @@
 
 Tolerances (issue #4): every fp32 engine within 1e-4 (max |logit difference|) of PyTorch eager on
 real photos; bf16/int8 engines report relative logit error and top-1 agreement, measured on the
-*trained* digits model (tests/conftest.py) — relative error <= 10%, agreement >= 95%, and accuracy
+*trained* digits model (tests/conftest.py) — relative error <= 5%, agreement >= 95%, and accuracy
 on the labelled val images within 2 points of fp32.
 """
 
@@ -133,7 +133,7 @@ def test_reduced_precision_on_trained_model(engine, precision, digits_model, dig
     agree = float((out.argmax(1) == ref.argmax(1)).mean())
     acc, acc32 = float((out.argmax(1) == y).mean()), float((ref.argmax(1) == y).mean())
     print(f"\n{engine} {precision}: rel. logit error {rel:.2%}, top-1 agreement {agree:.1%}, acc {acc:.1%}/{acc32:.1%}")
-    assert rel <= 0.10 and agree >= 0.95 and acc >= acc32 - 0.02, (rel, agree, acc, acc32)
+    assert rel <= 0.05 and agree >= 0.95 and acc >= acc32 - 0.02, (rel, agree, acc, acc32)
     r = p.predict(digits_model.val_samples[0][0])[0]
     assert r["label_names"][0] in {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
@@ -363,3 +363,31 @@ def test_preprocess_accepts_every_source(tiny_weights, cache):
     assert batch.shape == (4, 3, 64, 64)
     for i in (1, 2, 3):
         torch.testing.assert_close(batch[i], batch[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_torch_engine(digits_model, tiny_weights, cache):
+    """On a GPU: fp32 (TF32 off) within 1e-4 of CPU eager; bf16 checked on the trained model; auto picks one."""
+    p = Predictor("res2net_tiny", tiny_weights, engine="torch", device="cuda", transform=SMALL, cache_dir=cache)
+    batch = p.preprocess(sample_images())
+    assert_logits_close(p.forward(batch), eager_logits(p._torch_model().cpu(), batch.numpy()), atol=1e-4)
+    kw = dict(transform=digits_model.transform(), check_images=digits_model.val_dir, cache_dir=cache)
+    bf16 = Predictor(digits_model.model_name, digits_model.weights, engine="torch", precision="bf16", device="cuda", **kw)
+    assert bf16.accuracy.passed, bf16.accuracy.summary()
+    auto = Predictor(digits_model.model_name, digits_model.weights, engine="auto", device="cuda", **kw)
+    assert (auto.engine_name, auto.precision) == ("torch", "bf16") and auto.accuracy.passed
+
+
+def test_module_input_and_cache_keyed_by_weights(tiny_weights, cache):
+    """An nn.Module works too; changing its weights changes every artifact key (they hold its hash)."""
+    model = res2net.create_model("res2net_tiny", pretrained=tiny_weights).eval()
+    x = np.stack([SMALL(load_image(f)) for f in sample_images()])
+    a = Predictor(model, engine="torch", transform=SMALL, cache_dir=cache)
+    assert_logits_close(torch.from_numpy(a.forward(x)), eager_logits(model, x), atol=1e-4)
+    with torch.no_grad():
+        model.fc.bias.add_(1.0 + torch.arange(1000.0) / 100)
+    b = Predictor(model, engine="torch", transform=SMALL, cache_dir=cache)
+    assert b.engine.key != a.engine.key and b.weights_sha256 != a.weights_sha256
+    assert_logits_close(torch.from_numpy(b.forward(x)), eager_logits(model, x), atol=1e-4)
+    same = Predictor("res2net_tiny", tiny_weights, engine="torch", transform=SMALL, cache_dir=cache)
+    assert same.model_id == a.model_id  # same graph; weights are keyed by the file's sha256 there

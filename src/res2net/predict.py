@@ -138,6 +138,8 @@ class Predictor:
         check: run the accuracy check. With ``False``, ``engine="auto"`` only considers fp32 engines.
         cache_dir: artifact cache root (default ``$RES2NET_HOME/artifacts``).
         workers: decoding threads that prepare the next batch while the engine runs.
+        engine_options: engine-specific knobs (OpenVINO: ``{"split_batches": False}`` runs a batch
+            as one multi-threaded pass instead of one single-threaded stream per thread).
     """
 
     def __init__(
@@ -159,6 +161,7 @@ class Predictor:
         check: bool = True,
         cache_dir: str | Path | None = None,
         workers: int | None = None,
+        engine_options: dict | None = None,
     ) -> None:
         if engine != "auto" and engine not in ENGINE_NAMES:
             raise EngineError(f"unknown engine {engine!r}; choose one of auto, {', '.join(ENGINE_NAMES)}")
@@ -187,6 +190,7 @@ class Predictor:
             device=self.device,
             calibration=self._calibration,
             calibration_digest=self._calibration_digest(calibration),
+            options=dict(engine_options or {}),
         )
         self.accuracy: AccuracyReport | None = None
         self.engine: Engine = self._select_engine(engine, precision, ctx, check)

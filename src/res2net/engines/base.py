@@ -52,6 +52,7 @@ class BuildContext:
     device: str = "cpu"
     calibration: Callable[[], np.ndarray] | None = None  # int8 only: float32 NCHW calibration inputs
     calibration_digest: str = "default"
+    options: dict = field(default_factory=dict)  # engine-specific knobs, e.g. {"split_batches": False}
 
     def key(self, engine: str, precision: str, extra: str = "") -> ArtifactKey:
         return ArtifactKey(self.model_id, self.weights_sha256, engine, precision, self.input_size, extra)

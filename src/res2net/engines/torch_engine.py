@@ -81,4 +81,8 @@ class TorchEngine(Engine):
     def forward(self, batch: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(np.ascontiguousarray(batch, dtype=np.float32))
         x = x.to(self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
+        if self.device.startswith("cuda") and self.precision == "fp32":
+            # cuDNN may run fp32 convolutions in TF32 (10-bit mantissa) by default: fp32 must mean fp32.
+            with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False):
+                return self.model(x).float().cpu().numpy()
         return self.model(x).float().cpu().numpy()
