@@ -372,7 +372,9 @@ def test_cuda_torch_engine(digits_model, tiny_weights, cache):
     batch = p.preprocess(sample_images())
     assert_logits_close(p.forward(batch), eager_logits(p._torch_model().cpu(), batch.numpy()), atol=1e-4)
     kw = dict(transform=digits_model.transform(), check_images=digits_model.val_dir, cache_dir=cache)
-    bf16 = Predictor(digits_model.model_name, digits_model.weights, engine="torch", precision="bf16", device="cuda", **kw)
+    bf16 = Predictor(
+        digits_model.model_name, digits_model.weights, engine="torch", precision="bf16", device="cuda", **kw
+    )
     assert bf16.accuracy.passed, bf16.accuracy.summary()
     auto = Predictor(digits_model.model_name, digits_model.weights, engine="auto", device="cuda", **kw)
     assert (auto.engine_name, auto.precision) == ("torch", "bf16") and auto.accuracy.passed
