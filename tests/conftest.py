@@ -98,13 +98,8 @@ def digits_model(digits_tree, tmp_path_factory) -> TrainedDigits:
     out = tmp_path_factory.mktemp("digits_run")
     cfg = load_config(
         "digits_res2net_tiny",
-        digits_overrides(digits_tree, out)
-        + [
-            "Global.epochs=5",
-            "Optimizer.lr=0.2",
-            "Optimizer.warmup_epochs=0.5",
-            "DataLoader.Train.scale=[0.85,1.0]",
-        ],
+        # the bundled demo in 5 epochs instead of 12: a shorter, hotter schedule (~96%)
+        digits_overrides(digits_tree, out) + ["Global.epochs=5", "Optimizer.lr=0.2", "Optimizer.warmup_epochs=0.5"],
     )
     result = train(cfg)
     assert result.best_weights is not None and result.best_top1 is not None

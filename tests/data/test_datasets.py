@@ -119,7 +119,7 @@ def test_rand_crop_box_follows_paddleclas_bounds():
     for h, w in [(224, 224), (300, 500), (500, 120), (32, 32)]:
         for _ in range(300):
             top, left, ch, cw = rand_crop_box(h, w, rng)
-            assert 0 <= top and top + ch <= h and 0 <= left and left + cw <= w
+            assert top >= 0 and top + ch <= h and left >= 0 and left + cw <= w
             assert ch >= 1 and cw >= 1
             # area fraction at most 1 and aspect within sqrt-ratio bounds (before int truncation)
             assert ch * cw <= h * w

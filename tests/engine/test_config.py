@@ -117,7 +117,16 @@ def _recipe(cfg: dict) -> dict:
         "Global": ["epochs", "eval_interval"],
         "Arch": ["name", "num_classes"],
         "Loss": ["label_smoothing"],
-        "Optimizer": ["name", "lr", "lr_batch_size", "momentum", "weight_decay", "scheduler", "warmup_epochs", "min_lr"],
+        "Optimizer": [
+            "name",
+            "lr",
+            "lr_batch_size",
+            "momentum",
+            "weight_decay",
+            "scheduler",
+            "warmup_epochs",
+            "min_lr",
+        ],
         "DataLoader": None,
     }
     out = {}
@@ -140,7 +149,13 @@ def test_defaults_are_paddleclas_res2net_recipe():
     assert opt["scheduler"] == "cosine" and opt["warmup_epochs"] == 0
     assert cfg["Loss"]["label_smoothing"] == 0.1
     tr, ev = cfg["DataLoader"]["Train"], cfg["DataLoader"]["Eval"]
-    assert (tr["crop_size"], tr["scale"], tr["hflip"], tr["mixup_alpha"], tr["batch_size"]) == (224, [0.08, 1.0], 0.5, 0.2, 64)
+    assert (tr["crop_size"], tr["scale"], tr["hflip"], tr["mixup_alpha"], tr["batch_size"]) == (
+        224,
+        [0.08, 1.0],
+        0.5,
+        0.2,
+        64,
+    )
     assert (ev["resize_short"], ev["crop_size"], ev["interpolation"]) == (256, 224, "bilinear")
 
 
@@ -153,7 +168,13 @@ def test_every_bundled_config_loads_and_names_a_registered_model(name):
 
 
 def test_one_bundled_config_per_seed_model():
-    seed = {"Res2Net50_26w_4s", "Res2Net50_vd_26w_4s", "Res2Net50_14w_8s", "Res2Net101_vd_26w_4s", "Res2Net200_vd_26w_4s"}
+    seed = {
+        "Res2Net50_26w_4s",
+        "Res2Net50_vd_26w_4s",
+        "Res2Net50_14w_8s",
+        "Res2Net101_vd_26w_4s",
+        "Res2Net200_vd_26w_4s",
+    }
     assert seed <= {load_config(n)["Arch"]["name"] for n in bundled_configs()}
     distill = load_config("Res2Net50_vd_26w_4s_ssld_distill")
     assert distill["Distillation"]["teacher"] == "Res2Net200_vd_26w_4s_ssld" and distill["Distillation"]["loss"] == "js"
@@ -228,7 +249,11 @@ def test_paddleclas_yaml_with_unsupported_parts_fails_loudly(tmp_path):
     text = PADDLECLAS_YAML.format(name="Res2Net50_vd_26w_4s")
     for old, new, what in [
         ("        - RandFlipImage:", "        - AutoAugment:\n        - RandFlipImage:", "AutoAugment"),
-        ("    - CELoss:\n        weight: 1.0\n        epsilon: 0.1", "    - TripletLoss:\n        margin: 0.5", "TripletLoss"),
+        (
+            "    - CELoss:\n        weight: 1.0\n        epsilon: 0.1",
+            "    - TripletLoss:\n        margin: 0.5",
+            "TripletLoss",
+        ),
         ("    name: Cosine", "    name: Piecewise", "Piecewise"),
     ]:
         path = tmp_path / f"{what}.yaml"

@@ -60,14 +60,15 @@ def _agreement(student_weights, teacher, x: np.ndarray) -> float:
 
 def test_student_learns_the_teacher_from_unlabeled_images(digits_model, digits_tree, small_digits, tmp_path):
     """The student sees *no* label (label_weight 0): only the teacher's softmax on the digits train images."""
-    import res2net
     from safetensors.torch import save_file
+
+    import res2net
 
     teacher = digits_model.load()
     x_val, _ = digits_model.val_arrays()
     torch.manual_seed(0)
     init = tmp_path / "student_init.safetensors"
-    save_file(res2net.create_model("res2net_tiny", num_classes=10).state_dict(), str(init))
+    save_file(res2net.create_model("res2net_tiny", num_classes=10).state_dict(), str(init), {"origin": "paddle"})
     before = _agreement(init, teacher, x_val)
 
     out = tmp_path / "distill"

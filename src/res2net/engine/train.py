@@ -321,7 +321,13 @@ def _train(cfg: dict, info) -> TrainResult:
             ckpt_io.save_safetensors(
                 final_model.state_dict(),
                 out / ckpt_io.LAST_WEIGHTS,
-                _weights_metadata(cfg, epoch + 1, state.step, record["val_top1"], "ema" if ema else "model"),
+                _weights_metadata(
+                    cfg,
+                    epoch + 1,
+                    state.step,
+                    record.get("ema_val_top1") if ema is not None else record["val_top1"],
+                    "ema" if ema is not None else "model",
+                ),
             )
             if finished_epoch:  # a partial epoch (max_steps) gets its line when it is completed
                 metrics.append(record)
