@@ -79,7 +79,9 @@ def model() -> torch.nn.Module:
 def package(model, tmp_path_factory) -> Path:
     from res2net.export.pt2 import export_pt2
 
-    return export_pt2(model, tmp_path_factory.mktemp("pt2") / "tiny.pt2")
+    # A fixed batch of 2: the binary must pad the last batch (odd image counts) and ignore --batch-size.
+    # The dynamic-batch path (batches of 3 and 1) is exercised by the Res2Net50 test.
+    return export_pt2(model, tmp_path_factory.mktemp("pt2") / "tiny.pt2", dynamic_batch=False, batch_size=2)
 
 
 @pytest.fixture(scope="session")
@@ -175,6 +177,7 @@ def test_text_output_and_batches_agree(binary, package, images, labels_file):
     assert max(abs(x[1] - y[1]) for x, y in zip(a, b)) <= 1e-5  # kernels block batches differently
     assert "  Top1: " in one and ", class " in one  # PaddleClas's "Top{i}: class_id, score, label"
     assert one.count("image: ") == len(images) and " ms" in one
+    assert f"{len(images)} image(s), batch 2" in one  # the package's fixed batch wins over --batch-size
 
 
 def test_benchmark_mode(binary, package, images):
@@ -280,9 +283,10 @@ def test_res2net50_matches_python_predictor(binary, images, tmp_path):
     package = export_pt2(model, tmp_path / "r50.pt2")
     photos = [p for p in images if p.suffix == ".png"][:4]
     labels = Path(res2net.__file__).parent / "assets" / "imagenet1k_label_list.txt"
-    results = predict_json(
-        binary, package, [a for p in photos for a in ("--image", p)], "--batch-size", 2, "--labels", labels
+    results = predict_json(  # batches of 3 and 1: a dynamic batch below torch.export's lower bound of 2
+        binary, package, [a for p in photos for a in ("--image", p)], "--batch-size", 3, "--labels", labels
     )
+    assert len(results) == len(photos)
     pred = Predictor(model, engine="torch", precision="fp32", check=False, topk=5)
     probs = torch.softmax(pred.forward(pred.preprocess([str(p) for p in photos])), 1)
     expected = pred.predict([str(p) for p in photos])

@@ -484,10 +484,10 @@ int run(const Options& o) {
   double load_ms = ms_since(t_load);
   PackageInfo info = package_info(model, o);
   const Preprocess& pp = info.pp;
-  // A package of unknown input shape checks its inputs itself and throws (instead of reading out of
-  // bounds); a res2net package's shape is known and checked here, which spares the dynamic batch
-  // dimension's lower bound of 2 that those checks enforce.
-  if (!info.known_shape) setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 0);
+  // The compiled model checks its input shapes and throws (instead of reading out of bounds) when
+  // AOTI_RUNTIME_CHECK_INPUTS is set. Not for a res2net package with a dynamic batch: its shape is
+  // known and checked here, and those checks would enforce torch.export's batch lower bound of 2.
+  if (!info.known_shape || info.fixed_batch) setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 0);
   // A package exported with a fixed batch size takes exactly that many images: pad the last batch.
   const int batch_size = info.fixed_batch ? info.fixed_batch : o.batch_size;
 

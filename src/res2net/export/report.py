@@ -35,6 +35,7 @@ log = logging.getLogger("res2net.report")
 
 ENGINES = ("torch", "onnxruntime", "openvino", "executorch")
 DEFAULT_BATCH_SIZES = (1, 4, 8)
+PTE_RECIPE = 2  # bump when export_pte's output changes (2: PT2E calibration in batches), to rebuild cached .pte
 
 
 @dataclass
@@ -134,7 +135,7 @@ def build_pte(predictor, precision: str, calibration: np.ndarray | None):
     from res2net.export.executorch import PteModel, export_pte
 
     size = predictor.transform.crop_size
-    extra = f"b1-{array_digest(calibration)}" if precision == "int8" else "b1"
+    extra = f"b1-r{PTE_RECIPE}" + (f"-{array_digest(calibration)}" if precision == "int8" else "")
     cache: ArtifactCache = predictor.engine.cache
     key = ArtifactKey(predictor.model_id, predictor.weights_sha256, "executorch", precision, size, extra)
     with cache.lock(key) as d:
