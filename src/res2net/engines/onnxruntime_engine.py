@@ -80,6 +80,12 @@ class OnnxRuntimeEngine(Engine):
         self.session = ort.InferenceSession(onnx_path, so, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.path = onnx_path
+        # Batches of several images on the CPU: one single-threaded run per thread, concurrently (a
+        # session may be run from several threads; each run then computes on its calling thread).
+        split = ctx.options.get("split_batches", True) and self.threads > 1 and providers == ["CPUExecutionProvider"]
+        self._split_options = so if split else None
+        self._split_session = None
+        self._pool = None
 
     def _build_int8(self, ctx: BuildContext, fp32_path: str) -> str:
         from res2net.export.quantize import quantize_onnx
@@ -98,6 +104,28 @@ class OnnxRuntimeEngine(Engine):
                 )
         return str(d / "model.onnx")
 
+    def describe(self) -> str:
+        split = f", batches split over {self.threads} threads" if self._split_options is not None else ""
+        return f"onnxruntime {self.precision} ({self.device}, {self.threads} threads{split})"
+
+    def _run(self, session, x: np.ndarray) -> np.ndarray:
+        return session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
+
     def forward(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=np.float32)
-        return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
+        if len(x) == 1 or self._split_options is None:
+            return self._run(self.session, x)
+        if self._split_session is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            ort = _ort()
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.log_severity_level = 3
+            self._split_session = ort.InferenceSession(self.path, so, providers=["CPUExecutionProvider"])
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ort-split")
+        per = -(-len(x) // self.threads)
+        parts = self._pool.map(lambda i: self._run(self._split_session, x[i : i + per]), range(0, len(x), per))
+        return np.concatenate(list(parts))
