@@ -68,13 +68,7 @@ def test_fp32_rows_reproduce_eager(report, digits_model):
         assert row.max_abs_diff <= 1e-4 * max(1.0, abs(row.max_abs_diff)), (engine, row.max_abs_diff)
 
 
-# OpenVINO: with quantize_openvino's default fast bias correction NNCF measured 98.89% agreement here
-# (4 of 359 images); full bias correction (fast_bias_correction=False) measured 99.72% and -0.28 points.
-# Until the engine's recipe changes, a miss is reported as xfail rather than hidden (XPASS once fixed).
-OPENVINO_RECIPE = pytest.mark.xfail(reason="NNCF fast bias correction: 98.9% < 99% top-1 agreement", strict=False)
-
-
-@pytest.mark.parametrize("engine", ["onnxruntime", pytest.param("openvino", marks=OPENVINO_RECIPE), "executorch"])
+@pytest.mark.parametrize("engine", INT8_ENGINES)
 def test_int8_keeps_the_trained_models_answers(report, engine):
     rows, data = report
     row, fp32 = rows[engine, "int8"], rows[engine, "fp32"]
