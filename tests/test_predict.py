@@ -234,11 +234,18 @@ def image_folder(tmp_path_factory) -> Path:
     from tests.data.test_image import _png_header_only
 
     (d / "k_huge.png").write_bytes(_png_header_only(300_000, 300_000))
+    Image.new("RGB", (20_000, 1), (10, 200, 30)).save(d / "m_sliver.png")  # would resize to 256 x 5.1M
     return d
 
 
 GOOD = ["a_rgb.jpg", "b_gray.png", "c_palette.png", "d_alpha.png", "e_cmyk.jpg", "f_16bit.png", "g_exif_rotated.jpg"]
-BAD = {"h_zero.jpg": "empty", "i_text.jpg": "not an image", "j_truncated.jpg": "truncated", "k_huge.png": "refusing"}
+BAD = {
+    "h_zero.jpg": "empty",
+    "i_text.jpg": "not an image",
+    "j_truncated.jpg": "truncated",
+    "k_huge.png": "refusing",
+    "m_sliver.png": "aspect ratio",
+}
 
 
 def test_cli_bad_inputs_in_one_batch(image_folder, tiny_weights, tmp_path):

@@ -26,17 +26,17 @@ import logging
 import math
 import os
 import sys
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from res2net.data.image import ImageError, ImageSource, find_images, load_image
+from res2net.data.image import ImageError, ImageSource, _describe, find_images, load_image
 from res2net.data.transforms import EvalTransform
 from res2net.engines import (
     ENGINE_NAMES,
@@ -239,11 +239,9 @@ class Predictor:
         if self._module is None:
             from res2net.models.factory import create_model
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # semantics warnings were the user's choice of weights
-                self._module = create_model(
-                    self.model_name, pretrained=self.weights_path, num_classes=self.num_classes
-                ).eval()
+            self._module = create_model(
+                self.model_name, pretrained=self.weights_path, num_classes=self.num_classes
+            ).eval()
         return self._module
 
     def _default_transform(self) -> EvalTransform:
@@ -295,10 +293,16 @@ class Predictor:
         return calibration_data(self._check_sources, self.transform, limit=64)
 
     def _reference(self, inputs: np.ndarray) -> np.ndarray:
+        """PyTorch eager fp32 logits: what every engine is judged against."""
         model = self._torch_model()
-        with torch.inference_mode():
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # fp32 is fp32
             return np.concatenate(
-                [model(torch.from_numpy(inputs[i : i + 16])).float().numpy() for i in range(0, len(inputs), 16)]
+                [
+                    model(torch.from_numpy(inputs[i : i + 16]).to(device)).float().cpu().numpy()
+                    for i in range(0, len(inputs), 16)
+                ]
             )
 
     def check_engine(self, engine: Engine, inputs: np.ndarray | None = None) -> AccuracyReport:
@@ -370,7 +374,11 @@ class Predictor:
         return out
 
     def _prepare(self, source: ImageSource) -> np.ndarray:
-        return self.transform(load_image(source))
+        img = load_image(source)  # ImageError naming the source
+        try:
+            return self.transform(img)
+        except (ValueError, cv2.error) as e:
+            raise ImageError(f"{_describe(source)}: cannot preprocess ({e})") from None
 
     def preprocess(self, images) -> torch.Tensor:
         """Images (paths, folders, globs, bytes, arrays, PIL images) -> float32 NCHW tensor, PaddleClas-exact."""
@@ -457,9 +465,9 @@ class Predictor:
                     try:
                         arrays.append(f.result())
                         ok.append(j)
-                    except (ImageError, ValueError, OSError) as e:
+                    except ImageError as e:
                         if on_error == "raise":
-                            raise ImageError(str(e)) from None
+                            raise
                         errors[j] = str(e)
                 names = [str(s) if isinstance(s, (str, Path)) else None for s in batch_sources]
                 results = self._results(self.forward(np.stack(arrays)), [names[j] for j in ok], topk) if ok else []

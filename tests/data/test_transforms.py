@@ -77,6 +77,8 @@ def test_resize_short_rounding_and_crop_offsets():
     np.testing.assert_array_equal(c, odd[16:240, 18:242])  # floor((257-224)/2)=16, floor((261-224)/2)=18
     with pytest.raises(ValueError, match="cannot crop"):
         center_crop(odd[:100], 224)
+    with pytest.raises(ValueError, match="aspect ratio too extreme"):  # refused before allocating 1.3 Gpx
+        resize_short(np.zeros((1, 20_000, 3), np.uint8), 256)
 
 
 def test_normalize_formula():

@@ -18,10 +18,18 @@ from res2net.models.zoo import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 _INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 
 
+# A sliver (say 20000x1 px) passes the decoder's pixel limit but would be resized to 256 x 5 million.
+MAX_RESIZED_PIXELS = 50_000_000
+
+
 def resize_short(img: np.ndarray, size: int, interpolation: str = "bilinear") -> np.ndarray:
     h, w = img.shape[:2]
     scale = size / min(h, w)
     new_w, new_h = int(round(w * scale)), int(round(h * scale))
+    if new_w * new_h > MAX_RESIZED_PIXELS:
+        raise ValueError(
+            f"a {w}x{h} image resized to short side {size} would be {new_w}x{new_h} pixels: aspect ratio too extreme"
+        )
     return cv2.resize(img, (new_w, new_h), interpolation=_INTERPOLATION[interpolation])
 
 
