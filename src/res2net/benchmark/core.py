@@ -151,8 +151,68 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def random_weights_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Seeded random weights and BN statistics whose predictions depend on the input.
+
+    The training init zeroes the last BN of every block, and plain random BN statistics let the
+    input-independent part swamp the rest in a deep net: either way every image gets the same class,
+    and accuracy checks or the Paddle anchor's same-weights check would pass whatever an engine
+    computes. So weights are random (N(0, 1/fan_in), gammas U(0.5, 1)) and each BN's running
+    statistics are those of its actual input on real photos, perturbed (as tests/oracle does); the
+    classifier bias cancels the features' mean, so the top class varies from image to image.
+    Latency does not depend on the values; being seeded, the same weights come back every run.
+    """
+    g = torch.Generator().manual_seed(seed)
+    bns = []
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.weight[0].numel() ** 0.5)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                bns.append(m)
+            elif isinstance(m, nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features**0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+
+    def calibrate(bn: nn.BatchNorm2d, inputs) -> None:
+        x = inputs[0].double()
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+        shift = torch.randn(mean.shape, generator=g, dtype=torch.float64)
+        bn.running_mean.copy_(mean + 0.1 * var.sqrt() * shift)
+        bn.running_var.copy_(var * (torch.rand(var.shape, generator=g, dtype=torch.float64) + 0.5) + bn.eps)
+
+    hooks = [bn.register_forward_pre_hook(calibrate) for bn in bns]
+    x = _calibration_batch(model)
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    fc = getattr(model, "fc", None)
+    if isinstance(fc, nn.Linear) and hasattr(model, "forward_head"):
+        with torch.no_grad():  # remove the class bias every image shares, so the top class depends on the image
+            feats = model.forward_head(model.forward_features(x), pre_logits=True)
+            fc.bias.copy_(-fc.weight @ feats.mean(0) + torch.randn(fc.bias.shape, generator=g) * 0.1)
+    return model
+
+
+def _calibration_batch(model: nn.Module) -> torch.Tensor:
+    from res2net.export.verify import default_images, preprocess_images
+
+    images = default_images()
+    crop = getattr(getattr(getattr(model, "pretrained_cfg", None), "preprocess", None), "crop_size", 224)
+    if images:
+        return torch.from_numpy(preprocess_images(images, model, crop, crop))
+    return torch.randn(4, 3, crop, crop, generator=torch.Generator().manual_seed(1))
+
+
 def build_model(name: str, weights: str | None, num_classes: int | None) -> nn.Module:
-    """The fp32 eval model. Without weights: seeded random ones, so cached artifacts are reused run to run."""
+    """The fp32 eval model. Without weights: seeded random ones (the same every run, so cached
+    exports and int8 calibrations are reused)."""
     import warnings
 
     from res2net.models.factory import create_model
@@ -161,10 +221,9 @@ def build_model(name: str, weights: str | None, num_classes: int | None) -> nn.M
     card = get_card(name)
     n = num_classes or card.config.num_classes
     if weights is None:
-        torch.manual_seed(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return create_model(card.name, num_classes=n).eval()
+            return random_weights_(create_model(card.name, num_classes=n))
     pretrained: bool | str = True if weights.lower() in ("official", "pretrained") else weights
     return create_model(card.name, pretrained=pretrained, num_classes=n).eval()
 

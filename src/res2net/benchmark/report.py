@@ -159,7 +159,7 @@ def markdown(result: BenchmarkResult) -> str:
         if r.get("parity"):
             p = r["parity"]
             extra.append(
-                f"same weights as ours: max |prob diff| {p['max_abs_prob_diff']:.1e}, "
+                f"same weights as ours: max |logit diff| {p['max_abs_logit_diff']:.1e} (per-image centred), "
                 f"top-1 agreement {p['top1_agreement']:.0%} on {p['images']} photos"
             )
         if r.get("memory_optim") is False:

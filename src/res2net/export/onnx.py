@@ -100,18 +100,17 @@ def export_onnx(
 
 def _name_batch_dim(ir_model) -> None:
     """Call the symbolic batch dimension ``batch`` everywhere (torch.export names it ``s0``, ``s77`` ...)."""
-    import onnx_ir as ir
-
     graph = ir_model.graph
     first = graph.inputs[0].shape
     if first is None or isinstance(first[0], int):
         return
+    shape_cls = type(first)  # onnx_ir.Shape (onnx_ir comes with onnxscript; not imported by name)
     old = str(first[0])
     values = [*graph.inputs, *graph.outputs, *(v for node in graph for v in node.outputs)]
     for value in values:
         shape = value.shape
         if shape is not None and any(not isinstance(d, int) and str(d) == old for d in shape):
-            value.shape = ir.Shape(["batch" if not isinstance(d, int) and str(d) == old else d for d in shape])
+            value.shape = shape_cls(["batch" if not isinstance(d, int) and str(d) == old else d for d in shape])
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
