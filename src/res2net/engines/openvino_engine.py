@@ -98,6 +98,9 @@ class OpenVINOEngine(Engine):
             "INFERENCE_PRECISION_HINT": _HINT[precision],
             "CACHE_DIR": str(self.cache.path(self.key) / "compiled"),
             "INFERENCE_NUM_THREADS": self.threads,
+            # No thread pinning: the single-stream (batch 1) and multi-stream compiled models share
+            # the cores, and pinned stream threads of one slowed the other (and we share the machine).
+            "ENABLE_CPU_PINNING": False,
         }
         # One image: one stream, all threads inside each layer. Several images: one single-threaded
         # stream per thread, each running its share of the batch — no per-layer thread barriers,
