@@ -31,12 +31,18 @@ dirs = sorted({os.path.dirname(p) for pat in ("libcudart.so*", "libcupti.so*")
 print(root, int(torch.compiled_with_cxx11_abi()), ";".join(dirs) or "-")
 PY
 ) || { echo "error: cannot import torch with $PYTHON" >&2; exit 1; }
+# ExecuTorch (optional, `pip install 'res2net[edge]'`): its wheel ships the C++ runtime for res2net_pte_predict.
+ET_DIR="$("$PYTHON" -c 'import os, executorch; print(os.path.join(list(executorch.__path__)[0], "share", "cmake"))' 2>/dev/null || true)"
+ET_ARGS=()
+[[ -n "$ET_DIR" && -f "$ET_DIR/executorch-config.cmake" ]] && ET_ARGS=(-Dexecutorch_DIR="$ET_DIR")
 [[ "$EXTRA_DIRS" == "-" ]] && EXTRA_DIRS=""
 ABI=$([[ "$CXX11_ABI" == 1 ]] && echo ON || echo OFF)
 
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 cmake -S "$HERE" -B "$BUILD_DIR" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DTORCH_ROOT="$TORCH_ROOT" -DTORCH_CXX11_ABI="$ABI" -DTORCH_EXTRA_LIB_DIRS="$EXTRA_DIRS"
+  -DTORCH_ROOT="$TORCH_ROOT" -DTORCH_CXX11_ABI="$ABI" -DTORCH_EXTRA_LIB_DIRS="$EXTRA_DIRS" "${ET_ARGS[@]}"
 cmake --build "$BUILD_DIR" --parallel "$JOBS"
 echo "built $BUILD_DIR/res2net_predict"
+[[ -x "$BUILD_DIR/res2net_pte_predict" ]] && echo "built $BUILD_DIR/res2net_pte_predict"
+exit 0

@@ -297,3 +297,49 @@ def test_res2net50_matches_python_predictor(binary, images, tmp_path):
         assert np.abs(scores - p[ids].numpy()).max() <= 1e-4
         assert ids == e["class_ids"] or np.min(-np.diff(np.sort(p.numpy())[::-1][:6])) < 1e-4
         assert [t["label"] for t in r["topk"]] == e["label_names"]  # ImageNet names from the packaged list
+
+
+# ------------------------------------------------------------------ res2net_pte_predict (ExecuTorch app)
+@pytest.fixture(scope="session")
+def pte_binary(binary) -> Path:
+    exe = binary.with_name("res2net_pte_predict")
+    if not exe.is_file():
+        try:
+            import executorch  # noqa: F401
+        except ImportError:
+            pytest.skip("ExecuTorch is not installed (pip install 'res2net[edge]'): res2net_pte_predict not built")
+        pytest.fail("ExecuTorch is installed but build.sh did not build res2net_pte_predict")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def pte_program(model, tmp_path_factory) -> Path:
+    from res2net.export.executorch import export_pte
+
+    return export_pte(model, tmp_path_factory.mktemp("pte") / "tiny.pte", batch_size=2, verify=False)
+
+
+def test_pte_app_matches_python_predictor(pte_binary, pte_program, model, images, labels_file):
+    """An app linking ExecuTorch's C++ runtime (from the wheel) gives the Python predictor's top-5."""
+    from res2net.predict import Predictor
+
+    proc = run(pte_binary, "--model", pte_program, "--image", images[0].parent, "--labels", labels_file, "--json")
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    pred = Predictor(model, engine="torch", precision="fp32", check=False, labels=labels_file, topk=5)
+    expected = pred.predict([str(p) for p in images])
+    probs = torch.softmax(pred.forward(pred.preprocess([str(p) for p in images])), 1)
+    assert [r["image"] for r in results] == [str(p) for p in images]  # 13 images, batch 2: last one padded
+    for r, e, p in zip(results, expected, probs):
+        ids = [t["class_id"] for t in r["topk"]]
+        assert np.abs(np.array([t["score"] for t in r["topk"]]) - p[ids].numpy()).max() <= 1e-4
+        assert ids == e["class_ids"] or np.min(-np.diff(np.sort(p.numpy())[::-1][:6])) < 1e-4
+        assert [t["label"] for t in r["topk"]] == e["label_names"]
+
+
+def test_pte_app_bad_inputs(pte_binary, pte_program, bad_files, images):
+    proc = run(pte_binary, "--model", bad_files["junk.pt2"], "--image", images[0], check=False)
+    assert proc.returncode == 1 and "not a loadable ExecuTorch program" in proc.stderr
+    proc = run(pte_binary, "--model", pte_program, "--image", bad_files["text.png"], check=False)
+    assert proc.returncode == 1 and "not an image" in proc.stderr
+    proc = run(pte_binary, "--model", pte_program, "--image", images[0], "--crop-size", "160", check=False)
+    assert proc.returncode == 1 and "the package takes 224x224 inputs" in proc.stderr

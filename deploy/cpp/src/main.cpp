@@ -18,6 +18,8 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
+#include "common.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -39,10 +41,9 @@
 #include <unordered_map>
 #include <vector>
 
-namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
 namespace {
+
+using namespace r2n;
 
 constexpr const char* kUsage =
     "usage: res2net_predict --model PKG.pt2 --image FILE_OR_DIR [--image ...] [--topk 5] [--batch-size N]\n"
@@ -62,12 +63,6 @@ constexpr const char* kUsage =
     "  --resize-short S, --crop-size C   override the preprocessing sizes (default: the package's, else 256/224)\n"
     "  --dump-input FILE   append every batch's preprocessed input (raw float32, NCHW) to FILE\n";
 
-// An error the user caused: printed as one line, exit code 1 (2 for usage errors).
-struct UserError : std::runtime_error {
-  int code;
-  explicit UserError(const std::string& msg, int code_ = 1) : std::runtime_error(msg), code(code_) {}
-};
-
 struct Options {
   std::string model;
   std::vector<std::string> images;
@@ -83,26 +78,6 @@ struct Options {
   int crop_size = 0;     // 0: from the package metadata, else 224
   std::string dump_input;  // write each batch's preprocessed float32 NCHW tensor here (parity tests)
 };
-
-struct Preprocess {
-  int resize_short = 256;
-  int crop_size = 224;
-  float mean[3] = {0.485f, 0.456f, 0.406f};
-  float std[3] = {0.229f, 0.224f, 0.225f};
-};
-
-int parse_int(const std::string& flag, const std::string& value, int min_value) {
-  size_t pos = 0;
-  long v = 0;
-  try {
-    v = std::stol(value, &pos);
-  } catch (const std::exception&) {
-    pos = 0;
-  }
-  if (pos != value.size() || value.empty() || v < min_value || v > 1'000'000)
-    throw UserError(flag + ": expected an integer >= " + std::to_string(min_value) + ", got '" + value + "'", 2);
-  return static_cast<int>(v);
-}
 
 Options parse_args(int argc, char** argv) {
   Options o;
@@ -150,154 +125,6 @@ Options parse_args(int argc, char** argv) {
   return o;
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
-// Files, and image files under directories (recursively, sorted), as res2net.data.image.find_images.
-std::vector<std::string> find_images(const std::vector<std::string>& inputs) {
-  static const std::vector<std::string> exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif",
-                                                ".tiff", ".gif", ".ppm", ".pgm"};
-  std::vector<std::string> out;
-  for (const auto& in : inputs) {
-    std::error_code ec;
-    if (fs::is_directory(in, ec)) {
-      std::vector<std::string> found;
-      for (auto it = fs::recursive_directory_iterator(in, fs::directory_options::skip_permission_denied, ec);
-           it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (ec) break;
-        if (!it->is_regular_file(ec)) continue;
-        std::string ext = lower(it->path().extension().string());
-        if (std::find(exts.begin(), exts.end(), ext) != exts.end()) found.push_back(it->path().string());
-      }
-      std::sort(found.begin(), found.end());
-      if (found.empty()) throw UserError(in + ": directory holds no image files");
-      out.insert(out.end(), found.begin(), found.end());
-    } else {
-      out.push_back(in);  // a missing file is reported when it is read, with its own message
-    }
-  }
-  return out;
-}
-
-// The JPEG decoder returns a partly grey image for a truncated file (with only a warning); Python
-// refuses such a file, so do we: a JPEG must end with its end-of-image marker (trailing bytes allowed).
-bool jpeg_is_truncated(const std::vector<unsigned char>& data) {
-  size_t start = data.size() > 4096 ? data.size() - 4096 : 2;
-  for (size_t i = data.size() - 1; i > start; --i)
-    if (data[i - 1] == 0xFF && data[i] == 0xD9) return false;
-  return true;
-}
-
-// Decode to an RGB uint8 image, or throw UserError naming the file and the reason.
-cv::Mat load_image(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw UserError(path + ": no such file");
-  if (!fs::is_regular_file(path, ec)) throw UserError(path + ": not a regular file");
-  auto size = fs::file_size(path, ec);
-  if (ec) throw UserError(path + ": cannot read (" + ec.message() + ")");
-  if (size == 0) throw UserError(path + ": file is empty (0 bytes)");
-  std::ifstream f(path, std::ios::binary);
-  std::vector<unsigned char> data(size);
-  if (!f.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(size)))
-    throw UserError(path + ": cannot read");
-  bool is_jpeg = data.size() >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
-  if (is_jpeg && jpeg_is_truncated(data)) throw UserError(path + ": corrupt or truncated image (JPEG has no end marker)");
-  cv::Mat bgr;
-  try {
-    // IMREAD_COLOR: 3 channels, 8 bits, EXIF orientation applied - what load_image() in Python returns.
-    bgr = cv::imdecode(data, cv::IMREAD_COLOR);
-  } catch (const cv::Exception& e) {
-    throw UserError(path + ": corrupt or truncated image (" + e.err + ")");
-  }
-  if (bgr.empty()) throw UserError(path + ": not an image, or corrupt (OpenCV could not decode it)");
-  cv::Mat rgb;
-  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-  return rgb;
-}
-
-// EvalTransform: resize short side, center crop, normalise into `dst` (3 x crop x crop floats, CHW).
-void preprocess(const cv::Mat& rgb, const Preprocess& p, float* dst) {
-  const int h = rgb.rows, w = rgb.cols;
-  const double scale = static_cast<double>(p.resize_short) / std::min(h, w);
-  // Python's round() is round-half-to-even, as is nearbyint in the default rounding mode.
-  const int new_w = static_cast<int>(std::nearbyint(w * scale));
-  const int new_h = static_cast<int>(std::nearbyint(h * scale));
-  cv::Mat resized;
-  cv::resize(rgb, resized, cv::Size(new_w, new_h), 0, 0, cv::INTER_LINEAR);
-  const int c = p.crop_size;
-  if (new_h < c || new_w < c)
-    throw UserError("cannot crop " + std::to_string(c) + "x" + std::to_string(c) + " from a " + std::to_string(new_w) +
-                    "x" + std::to_string(new_h) + " image");
-  const int top = (new_h - c) / 2, left = (new_w - c) / 2;
-  float mean255[3], inv_std255[3];
-  for (int k = 0; k < 3; ++k) {
-    mean255[k] = p.mean[k] * 255.0f;
-    inv_std255[k] = 1.0f / (p.std[k] * 255.0f);
-  }
-  const size_t plane = static_cast<size_t>(c) * c;
-  for (int y = 0; y < c; ++y) {
-    const unsigned char* row = resized.ptr<unsigned char>(top + y) + 3 * left;
-    for (int x = 0; x < c; ++x)
-      for (int k = 0; k < 3; ++k)
-        dst[k * plane + static_cast<size_t>(y) * c + x] =
-            (static_cast<float>(row[3 * x + k]) - mean255[k]) * inv_std255[k];
-  }
-}
-
-// Labels: "name" per line, or PaddleClas's "id name" per line (ids 0..n-1 in order).
-std::vector<std::string> parse_labels(const std::string& text, const std::string& source) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(line);
-  }
-  while (!lines.empty() && lines.back().empty()) lines.pop_back();
-  if (lines.empty()) throw UserError(source + ": no labels in it");
-  bool numbered = true;
-  for (size_t i = 0; i < lines.size() && numbered; ++i) {
-    std::string prefix = std::to_string(i);
-    numbered = lines[i].size() > prefix.size() && lines[i].compare(0, prefix.size(), prefix) == 0 &&
-               (lines[i][prefix.size()] == ' ' || lines[i][prefix.size()] == '\t');
-  }
-  if (numbered)
-    for (size_t i = 0; i < lines.size(); ++i) lines[i] = lines[i].substr(std::to_string(i).size() + 1);
-  return lines;
-}
-
-std::vector<std::string> read_labels(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw UserError("--labels " + path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_labels(ss.str(), "--labels " + path);
-}
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (unsigned char ch : s) {
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (ch < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", ch);
-          out += buf;
-        } else {
-          out += static_cast<char>(ch);
-        }
-    }
-  }
-  return out;
-}
-
 // The first line of an exception message, without c10's backtrace.
 std::string first_line(const std::exception& e) {
   std::string msg;
@@ -307,10 +134,6 @@ std::string first_line(const std::exception& e) {
     msg = e.what();
   auto nl = msg.find('\n');
   return nl == std::string::npos ? msg : msg.substr(0, nl);
-}
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
 class Model {
@@ -381,92 +204,9 @@ class Model {
   std::unordered_map<std::string, std::string> metadata_;
 };
 
-// Minimal readers for the JSON values `res2net export` stores in the package metadata
-// (flat objects and arrays of numbers/strings: no JSON library needed).
-std::optional<std::string> json_field(const std::string& obj, const std::string& key) {
-  auto k = obj.find("\"" + key + "\"");
-  if (k == std::string::npos) return std::nullopt;
-  auto colon = obj.find(':', k);
-  if (colon == std::string::npos) return std::nullopt;
-  size_t b = obj.find_first_not_of(" \t\n", colon + 1);
-  if (b == std::string::npos) return std::nullopt;
-  size_t e = b;
-  if (obj[b] == '[') {
-    e = obj.find(']', b);
-    if (e == std::string::npos) return std::nullopt;
-    return obj.substr(b, e - b + 1);
-  }
-  if (obj[b] == '"') {
-    e = obj.find('"', b + 1);
-    if (e == std::string::npos) return std::nullopt;
-    return obj.substr(b + 1, e - b - 1);
-  }
-  e = obj.find_first_of(",}", b);
-  return obj.substr(b, e == std::string::npos ? std::string::npos : e - b);
-}
-
-// "[1, 2.5, \"batch\"]" -> {"1", "2.5", "batch"}; "7" -> {"7"}.
-std::vector<std::string> json_items(std::string v) {
-  std::vector<std::string> out;
-  if (!v.empty() && v.front() == '[') v = v.substr(1, v.size() - 2);
-  std::stringstream ss(v);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t b = item.find_first_not_of(" \t\n\""), e = item.find_last_not_of(" \t\n\"");
-    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
-  }
-  return out;
-}
-
-struct PackageInfo {
-  Preprocess pp;
-  bool softmax = false;      // the package already ends in a softmax
-  int fixed_batch = 0;       // 0: dynamic batch dimension
-  bool known_shape = false;  // the metadata gave the input shape, so this program checks it itself
-};
-
 // What the package says about itself (`res2net export` records it), overridable by flags.
 PackageInfo package_info(const Model& model, const Options& o) {
-  PackageInfo info;
-  Preprocess& p = info.pp;
-  try {
-    if (auto pre = model.meta("preprocess")) {
-      if (auto v = json_field(*pre, "resize_short")) p.resize_short = std::stoi(*v);
-      if (auto v = json_field(*pre, "crop_size")) {
-        auto hw = json_items(*v);
-        if (hw.size() == 2 && hw[0] != hw[1])
-          throw UserError("--model " + o.model + ": a non-square crop (" + hw[0] + "x" + hw[1] + ") is not supported");
-        p.crop_size = std::stoi(hw.at(0));
-      }
-      if (auto v = json_field(*pre, "mean"); v && json_items(*v).size() == 3)
-        for (int k = 0; k < 3; ++k) p.mean[k] = std::stof(json_items(*v)[k]);
-      if (auto v = json_field(*pre, "std"); v && json_items(*v).size() == 3)
-        for (int k = 0; k < 3; ++k) p.std[k] = std::stof(json_items(*v)[k]);
-      if (auto v = json_field(*pre, "interpolation"); v && *v != "bilinear")
-        throw UserError("--model " + o.model + ": preprocessing interpolation '" + *v + "' is not supported (bilinear only)");
-      if (auto v = json_field(*pre, "channel_order"); v && lower(*v) != "rgb")
-        throw UserError("--model " + o.model + ": channel order '" + *v + "' is not supported (RGB only)");
-    }
-    if (auto v = model.meta("softmax")) info.softmax = *v == "true";
-    if (auto v = model.meta("input_shape")) {  // ["batch", 3, H, W] or [B, 3, H, W]
-      auto shape = json_items(*v);
-      if (shape.size() != 4) throw std::invalid_argument("input_shape");
-      if (model.meta("dynamic_batch").value_or("true") == "false") info.fixed_batch = std::stoi(shape[0]);
-      int h = std::stoi(shape[2]), w = std::stoi(shape[3]);
-      if (h != w) throw UserError("--model " + o.model + ": a non-square input (" + shape[2] + "x" + shape[3] + ") is not supported");
-      if (!model.meta("preprocess")) p.crop_size = h;
-      if (o.crop_size && o.crop_size != h)
-        throw UserError("--crop-size " + std::to_string(o.crop_size) + ": the package takes " + shape[2] + "x" + shape[3] + " inputs");
-      info.known_shape = true;
-    }
-  } catch (const UserError&) {
-    throw;
-  } catch (const std::exception&) {
-    throw UserError("--model " + o.model + ": malformed metadata (preprocess / input_shape)");
-  }
-  if (o.resize_short) p.resize_short = o.resize_short;
-  if (o.crop_size) p.crop_size = o.crop_size;
-  return info;
+  return r2n::package_info([&](const std::string& k) { return model.meta(k); }, o.model, o.resize_short, o.crop_size);
 }
 
 struct Item {
@@ -568,36 +308,14 @@ int run(const Options& o) {
           pre / n, at::get_num_threads());
     }
     auto t0 = Clock::now();
-    at::Tensor out = model.forward(x).to(at::kFloat).slice(0, 0, n);
-    at::Tensor probs = info.softmax ? out : at::softmax(out, 1);
-    double infer_ms = ms_since(t0) / n;
-    const int64_t k = std::min<int64_t>(o.topk, probs.size(1));
-    auto [scores, ids] = probs.topk(k, 1);
-    auto s = scores.accessor<float, 2>();
-    auto id = ids.accessor<int64_t, 2>();
+    at::Tensor out = model.forward(x).to(at::kFloat).slice(0, 0, n).contiguous();
+    const double infer_ms = ms_since(t0) / n;
+    const int64_t classes = out.size(1);
+    const float* scores = out.data_ptr<float>();
     for (int64_t r = 0; r < n; ++r) {
       const Item& it = items[ok[r]];
-      double total = it.preprocess_ms + infer_ms;
-      if (o.json) {
-        std::printf("{\"image\": \"%s\", \"time_ms\": %.3f, \"preprocess_ms\": %.3f, \"inference_ms\": %.3f, \"topk\": [",
-                    json_escape(it.path).c_str(), total, it.preprocess_ms, infer_ms);
-        for (int64_t j = 0; j < k; ++j) {
-          int64_t cls = id[r][j];
-          std::string label = cls < static_cast<int64_t>(labels.size()) ? labels[cls] : "";
-          std::printf("%s{\"class_id\": %lld, \"score\": %.8f, \"label\": \"%s\"}", j ? ", " : "",
-                      static_cast<long long>(cls), s[r][j], json_escape(label).c_str());
-        }
-        std::printf("]}\n");
-      } else {
-        std::printf("image: %s  time: %.2f ms (preprocess %.2f ms, inference %.2f ms)\n", it.path.c_str(), total,
-                    it.preprocess_ms, infer_ms);
-        for (int64_t j = 0; j < k; ++j) {
-          int64_t cls = id[r][j];
-          std::string label = cls < static_cast<int64_t>(labels.size()) ? labels[cls] : "";
-          std::printf("  Top%lld: %lld, %.6f, %s\n", static_cast<long long>(j + 1), static_cast<long long>(cls),
-                      s[r][j], label.c_str());
-        }
-      }
+      print_result(it.path, it.preprocess_ms, infer_ms, top_k(scores + r * classes, classes, o.topk, info.softmax),
+                   labels, o.json);
     }
     std::fflush(stdout);
   }

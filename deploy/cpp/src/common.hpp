@@ -1,0 +1,400 @@
+// Shared by res2net_predict (.pt2, libtorch) and res2net_pte_predict (.pte, ExecuTorch): image
+// decoding, PaddleClas's eval preprocessing (= res2net.data.transforms.EvalTransform, bit for bit),
+// labels, the metadata `res2net export` writes, and the PaddleClas-style output. No torch headers
+// here: the ExecuTorch program builds against ExecuTorch's own copy of c10.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace r2n {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// An error the user caused: printed as one line, exit code 1 (2 for usage errors).
+struct UserError : std::runtime_error {
+  int code;
+  explicit UserError(const std::string& msg, int code_ = 1) : std::runtime_error(msg), code(code_) {}
+};
+
+struct Preprocess {
+  int resize_short = 256;
+  int crop_size = 224;
+  float mean[3] = {0.485f, 0.456f, 0.406f};
+  float std[3] = {0.229f, 0.224f, 0.225f};
+};
+
+inline int parse_int(const std::string& flag, const std::string& value, int min_value) {
+  size_t pos = 0;
+  long v = 0;
+  try {
+    v = std::stol(value, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (pos != value.size() || value.empty() || v < min_value || v > 1'000'000)
+    throw UserError(flag + ": expected an integer >= " + std::to_string(min_value) + ", got '" + value + "'", 2);
+  return static_cast<int>(v);
+}
+
+inline std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// Files, and image files under directories (recursively, sorted), as res2net.data.image.find_images.
+inline std::vector<std::string> find_images(const std::vector<std::string>& inputs) {
+  static const std::vector<std::string> exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif",
+                                                ".tiff", ".gif", ".ppm", ".pgm"};
+  std::vector<std::string> out;
+  for (const auto& in : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(in, ec)) {
+      std::vector<std::string> found;
+      for (auto it = fs::recursive_directory_iterator(in, fs::directory_options::skip_permission_denied, ec);
+           it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (ec) break;
+        if (!it->is_regular_file(ec)) continue;
+        std::string ext = lower(it->path().extension().string());
+        if (std::find(exts.begin(), exts.end(), ext) != exts.end()) found.push_back(it->path().string());
+      }
+      std::sort(found.begin(), found.end());
+      if (found.empty()) throw UserError(in + ": directory holds no image files");
+      out.insert(out.end(), found.begin(), found.end());
+    } else {
+      out.push_back(in);  // a missing file is reported when it is read, with its own message
+    }
+  }
+  return out;
+}
+
+// The JPEG decoder returns a partly grey image for a truncated file (with only a warning); Python
+// refuses such a file, so do we: a JPEG must end with its end-of-image marker (trailing bytes allowed).
+inline bool jpeg_is_truncated(const std::vector<unsigned char>& data) {
+  size_t start = data.size() > 4096 ? data.size() - 4096 : 2;
+  for (size_t i = data.size() - 1; i > start; --i)
+    if (data[i - 1] == 0xFF && data[i] == 0xD9) return false;
+  return true;
+}
+
+// Decode to an RGB uint8 image, or throw UserError naming the file and the reason.
+inline cv::Mat load_image(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw UserError(path + ": no such file");
+  if (!fs::is_regular_file(path, ec)) throw UserError(path + ": not a regular file");
+  auto size = fs::file_size(path, ec);
+  if (ec) throw UserError(path + ": cannot read (" + ec.message() + ")");
+  if (size == 0) throw UserError(path + ": file is empty (0 bytes)");
+  std::ifstream f(path, std::ios::binary);
+  std::vector<unsigned char> data(size);
+  if (!f.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(size)))
+    throw UserError(path + ": cannot read");
+  bool is_jpeg = data.size() >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
+  if (is_jpeg && jpeg_is_truncated(data)) throw UserError(path + ": corrupt or truncated image (JPEG has no end marker)");
+  cv::Mat bgr;
+  try {
+    // IMREAD_COLOR: 3 channels, 8 bits, EXIF orientation applied - what load_image() in Python returns.
+    bgr = cv::imdecode(data, cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    throw UserError(path + ": corrupt or truncated image (" + e.err + ")");
+  }
+  if (bgr.empty()) throw UserError(path + ": not an image, or corrupt (OpenCV could not decode it)");
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
+// EvalTransform: resize short side, center crop, normalise into `dst` (3 x crop x crop floats, CHW).
+inline void preprocess(const cv::Mat& rgb, const Preprocess& p, float* dst) {
+  const int h = rgb.rows, w = rgb.cols;
+  const double scale = static_cast<double>(p.resize_short) / std::min(h, w);
+  // Python's round() is round-half-to-even, as is nearbyint in the default rounding mode.
+  const int new_w = static_cast<int>(std::nearbyint(w * scale));
+  const int new_h = static_cast<int>(std::nearbyint(h * scale));
+  cv::Mat resized;
+  cv::resize(rgb, resized, cv::Size(new_w, new_h), 0, 0, cv::INTER_LINEAR);
+  const int c = p.crop_size;
+  if (new_h < c || new_w < c)
+    throw UserError("cannot crop " + std::to_string(c) + "x" + std::to_string(c) + " from a " + std::to_string(new_w) +
+                    "x" + std::to_string(new_h) + " image");
+  const int top = (new_h - c) / 2, left = (new_w - c) / 2;
+  float mean255[3], inv_std255[3];
+  for (int k = 0; k < 3; ++k) {
+    mean255[k] = p.mean[k] * 255.0f;
+    inv_std255[k] = 1.0f / (p.std[k] * 255.0f);
+  }
+  const size_t plane = static_cast<size_t>(c) * c;
+  for (int y = 0; y < c; ++y) {
+    const unsigned char* row = resized.ptr<unsigned char>(top + y) + 3 * left;
+    for (int x = 0; x < c; ++x)
+      for (int k = 0; k < 3; ++k)
+        dst[k * plane + static_cast<size_t>(y) * c + x] =
+            (static_cast<float>(row[3 * x + k]) - mean255[k]) * inv_std255[k];
+  }
+}
+
+// Labels: "name" per line, or PaddleClas's "id name" per line (ids 0..n-1 in order).
+inline std::vector<std::string> parse_labels(const std::string& text, const std::string& source) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  if (lines.empty()) throw UserError(source + ": no labels in it");
+  bool numbered = true;
+  for (size_t i = 0; i < lines.size() && numbered; ++i) {
+    std::string prefix = std::to_string(i);
+    numbered = lines[i].size() > prefix.size() && lines[i].compare(0, prefix.size(), prefix) == 0 &&
+               (lines[i][prefix.size()] == ' ' || lines[i][prefix.size()] == '\t');
+  }
+  if (numbered)
+    for (size_t i = 0; i < lines.size(); ++i) lines[i] = lines[i].substr(std::to_string(i).size() + 1);
+  return lines;
+}
+
+inline std::vector<std::string> read_labels(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw UserError("--labels " + path + ": cannot open");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_labels(ss.str(), "--labels " + path);
+}
+
+inline std::string json_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char ch : s) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (ch < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+          out += buf;
+        } else {
+          out += static_cast<char>(ch);
+        }
+    }
+  }
+  return out;
+}
+
+inline double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Minimal readers for the JSON values `res2net export` stores in the package metadata
+// (flat objects and arrays of numbers/strings: no JSON library needed).
+inline std::optional<std::string> json_field(const std::string& obj, const std::string& key) {
+  auto k = obj.find("\"" + key + "\"");
+  if (k == std::string::npos) return std::nullopt;
+  auto colon = obj.find(':', k);
+  if (colon == std::string::npos) return std::nullopt;
+  size_t b = obj.find_first_not_of(" \t\n", colon + 1);
+  if (b == std::string::npos) return std::nullopt;
+  size_t e = b;
+  if (obj[b] == '[') {
+    e = obj.find(']', b);
+    if (e == std::string::npos) return std::nullopt;
+    return obj.substr(b, e - b + 1);
+  }
+  if (obj[b] == '"') {
+    e = obj.find('"', b + 1);
+    if (e == std::string::npos) return std::nullopt;
+    return obj.substr(b + 1, e - b - 1);
+  }
+  e = obj.find_first_of(",}", b);
+  return obj.substr(b, e == std::string::npos ? std::string::npos : e - b);
+}
+
+// "[1, 2.5, \"batch\"]" -> {"1", "2.5", "batch"}; "7" -> {"7"}.
+inline std::vector<std::string> json_items(std::string v) {
+  std::vector<std::string> out;
+  if (!v.empty() && v.front() == '[') v = v.substr(1, v.size() - 2);
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t b = item.find_first_not_of(" \t\n\""), e = item.find_last_not_of(" \t\n\"");
+    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
+  }
+  return out;
+}
+
+// A flat JSON object of string values -> key/value pairs (the `.pte.json` sidecar; values such as
+// "preprocess" are themselves JSON, escaped). Throws std::invalid_argument on anything else.
+inline std::vector<std::pair<std::string, std::string>> parse_string_object(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t i = 0;
+  auto skip = [&] { while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i; };
+  auto expect = [&](char c) {
+    skip();
+    if (i >= text.size() || text[i] != c) throw std::invalid_argument(std::string("expected '") + c + "'");
+    ++i;
+  };
+  auto string = [&] {
+    expect('"');
+    std::string s;
+    while (i < text.size() && text[i] != '"') {
+      char c = text[i++];
+      if (c == '\\' && i < text.size()) {
+        char e = text[i++];
+        switch (e) {
+          case 'n': s += '\n'; break;
+          case 't': s += '\t'; break;
+          case 'r': s += '\r'; break;
+          case 'b': s += '\b'; break;
+          case 'f': s += '\f'; break;
+          case 'u': {  // metadata is ASCII; keep other code points as '?'
+            if (i + 4 > text.size()) throw std::invalid_argument("bad \\u escape");
+            unsigned v = std::stoul(text.substr(i, 4), nullptr, 16);
+            s += v < 0x80 ? static_cast<char>(v) : '?';
+            i += 4;
+            break;
+          }
+          default: s += e;
+        }
+      } else {
+        s += c;
+      }
+    }
+    expect('"');
+    return s;
+  };
+  expect('{');
+  skip();
+  if (i < text.size() && text[i] == '}') return out;
+  while (true) {
+    std::string k = string();
+    expect(':');
+    std::string v = string();
+    out.emplace_back(std::move(k), std::move(v));
+    skip();
+    if (i < text.size() && text[i] == ',') {
+      ++i;
+      continue;
+    }
+    expect('}');
+    return out;
+  }
+}
+
+using MetaLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+struct PackageInfo {
+  Preprocess pp;
+  bool softmax = false;      // the model already ends in a softmax
+  int fixed_batch = 0;       // 0: dynamic batch dimension
+  bool known_shape = false;  // the metadata gave the input shape
+};
+
+// What `res2net export` recorded about the model (preprocess, softmax, input_shape), with the
+// command line's --resize-short / --crop-size (0: not given) applied on top.
+inline PackageInfo package_info(const MetaLookup& meta, const std::string& model, int resize_short, int crop_size) {
+  PackageInfo info;
+  Preprocess& p = info.pp;
+  try {
+    if (auto pre = meta("preprocess")) {
+      if (auto v = json_field(*pre, "resize_short")) p.resize_short = std::stoi(*v);
+      if (auto v = json_field(*pre, "crop_size")) {
+        auto hw = json_items(*v);
+        if (hw.size() == 2 && hw[0] != hw[1])
+          throw UserError("--model " + model + ": a non-square crop (" + hw[0] + "x" + hw[1] + ") is not supported");
+        p.crop_size = std::stoi(hw.at(0));
+      }
+      if (auto v = json_field(*pre, "mean"); v && json_items(*v).size() == 3)
+        for (int k = 0; k < 3; ++k) p.mean[k] = std::stof(json_items(*v)[k]);
+      if (auto v = json_field(*pre, "std"); v && json_items(*v).size() == 3)
+        for (int k = 0; k < 3; ++k) p.std[k] = std::stof(json_items(*v)[k]);
+      if (auto v = json_field(*pre, "interpolation"); v && *v != "bilinear")
+        throw UserError("--model " + model + ": preprocessing interpolation '" + *v + "' is not supported (bilinear only)");
+      if (auto v = json_field(*pre, "channel_order"); v && lower(*v) != "rgb")
+        throw UserError("--model " + model + ": channel order '" + *v + "' is not supported (RGB only)");
+    }
+    if (auto v = meta("softmax")) info.softmax = *v == "true";
+    if (auto v = meta("input_shape")) {  // ["batch", 3, H, W] or [B, 3, H, W]
+      auto shape = json_items(*v);
+      if (shape.size() != 4) throw std::invalid_argument("input_shape");
+      if (meta("dynamic_batch").value_or("true") == "false") info.fixed_batch = std::stoi(shape[0]);
+      int h = std::stoi(shape[2]), w = std::stoi(shape[3]);
+      if (h != w)
+        throw UserError("--model " + model + ": a non-square input (" + shape[2] + "x" + shape[3] + ") is not supported");
+      if (!meta("preprocess")) p.crop_size = h;
+      if (crop_size && crop_size != h)
+        throw UserError("--crop-size " + std::to_string(crop_size) + ": the package takes " + shape[2] + "x" + shape[3] +
+                        " inputs");
+      info.known_shape = true;
+    }
+  } catch (const UserError&) {
+    throw;
+  } catch (const std::exception&) {
+    throw UserError("--model " + model + ": malformed metadata (preprocess / input_shape)");
+  }
+  if (resize_short) p.resize_short = resize_short;
+  if (crop_size) p.crop_size = crop_size;
+  return info;
+}
+
+// Softmax (unless the scores already are probabilities) and the k best of one row of scores.
+inline std::vector<std::pair<int64_t, float>> top_k(const float* row, int64_t n, int64_t k, bool already_softmax) {
+  std::vector<float> p(row, row + n);
+  if (!already_softmax) {
+    float mx = *std::max_element(p.begin(), p.end());
+    double sum = 0;
+    for (auto& v : p) sum += (v = std::exp(v - mx));
+    for (auto& v : p) v = static_cast<float>(v / sum);
+  }
+  std::vector<int64_t> idx(n);
+  for (int64_t i = 0; i < n; ++i) idx[i] = i;
+  k = std::min(k, n);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+    return p[a] > p[b] || (p[a] == p[b] && a < b);
+  });
+  std::vector<std::pair<int64_t, float>> out;
+  for (int64_t j = 0; j < k; ++j) out.emplace_back(idx[j], p[idx[j]]);
+  return out;
+}
+
+// One image's result, as PaddleClas's C++ demo prints it ("Top{i}: class_id, score, label"), or JSON.
+inline void print_result(const std::string& path, double preprocess_ms, double infer_ms,
+                         const std::vector<std::pair<int64_t, float>>& top, const std::vector<std::string>& labels,
+                         bool json) {
+  auto label = [&](int64_t cls) { return cls < static_cast<int64_t>(labels.size()) ? labels[cls] : std::string(); };
+  double total = preprocess_ms + infer_ms;
+  if (json) {
+    std::printf("{\"image\": \"%s\", \"time_ms\": %.3f, \"preprocess_ms\": %.3f, \"inference_ms\": %.3f, \"topk\": [",
+                json_escape(path).c_str(), total, preprocess_ms, infer_ms);
+    for (size_t j = 0; j < top.size(); ++j)
+      std::printf("%s{\"class_id\": %lld, \"score\": %.8f, \"label\": \"%s\"}", j ? ", " : "",
+                  static_cast<long long>(top[j].first), top[j].second, json_escape(label(top[j].first)).c_str());
+    std::printf("]}\n");
+  } else {
+    std::printf("image: %s  time: %.2f ms (preprocess %.2f ms, inference %.2f ms)\n", path.c_str(), total,
+                preprocess_ms, infer_ms);
+    for (size_t j = 0; j < top.size(); ++j)
+      std::printf("  Top%zu: %lld, %.6f, %s\n", j + 1, static_cast<long long>(top[j].first), top[j].second,
+                  label(top[j].first).c_str());
+  }
+}
+
+}  // namespace r2n
