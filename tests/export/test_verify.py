@@ -11,7 +11,7 @@ import pytest
 
 import res2net
 from res2net.export import ExportError, export_onnx, load_artifact, verify_export
-from res2net.export.verify import compare_outputs, detect_format
+from res2net.export.verify import compare_outputs, detect_format, tolerance
 from tests.export.conftest import tiny_vd
 from tests.utils import randomize_
 
@@ -47,6 +47,11 @@ def test_compare_outputs_metrics():
     bad = ref.copy()
     bad[1, 0] = np.nan
     assert compare_outputs(bad, ref)["max_abs_diff"] == float("inf")
+
+
+def test_tolerance_is_absolute_up_to_10_then_relative():
+    assert tolerance(1e-4, 0.5) == 1e-4 and tolerance(1e-4, 10.0) == 1e-4
+    assert tolerance(1e-4, 30.0) == pytest.approx(3e-4)
 
 
 def test_detect_format(tmp_path):
