@@ -279,15 +279,11 @@ class Predictor:
         return h.hexdigest()[:16]
 
     def _check_inputs(self) -> np.ndarray:
-        """Accuracy-check inputs: the sample photos (centre crop + flip each) or the user's images."""
+        """Accuracy-check inputs: 4 views of each sample photo (disjoint from calibration) or the user's images."""
         if self._check_sources is None:
-            from res2net.export.quantize import sample_images
+            from res2net.export.quantize import CHECK_SCALES, sample_views
 
-            views = []
-            for f in sample_images():
-                crop = self.transform.crop(load_image(f))
-                views += [self.transform.normalize(crop), self.transform.normalize(crop[:, ::-1])]
-            return np.stack(views).astype(np.float32)
+            return sample_views(self.transform, CHECK_SCALES)
         from res2net.export.quantize import calibration_data
 
         return calibration_data(self._check_sources, self.transform, limit=64)

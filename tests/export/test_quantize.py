@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from res2net.data.image import load_image
 from res2net.export.quantize import (
+    CHECK_SCALES,
     CalibrationError,
     calibration_data,
     calibration_files,
@@ -18,6 +20,7 @@ from res2net.export.quantize import (
     quantize_onnx,
     quantize_openvino,
     sample_images,
+    sample_views,
 )
 
 onnx = pytest.importorskip("onnx")
@@ -28,7 +31,13 @@ def test_sample_images_and_default_calibration():
     files = sample_images()
     assert len(files) >= 5 and all(f.suffix == ".jpg" for f in files)
     data = default_calibration()
-    assert data.dtype == np.float32 and data.shape == (14 * len(files), 3, 224, 224)
+    assert data.dtype == np.float32 and data.shape == (12 * len(files), 3, 224, 224)
+    check = sample_views(scales=CHECK_SCALES)
+    assert check.shape == (4 * len(files), 3, 224, 224)
+    assert not {d.tobytes() for d in check} & {d.tobytes() for d in data}  # check views are not calibration views
+    from res2net.data.transforms import EvalTransform
+
+    np.testing.assert_array_equal(check[0], EvalTransform()(load_image(files[0])))  # scale 1 = eval preprocessing
     assert len({d.tobytes() for d in data}) == len(data)  # augmented views differ
     np.testing.assert_array_equal(data, default_calibration())  # deterministic (cache key)
 

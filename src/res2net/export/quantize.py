@@ -5,7 +5,7 @@ calibration images preprocessed exactly as at inference (:class:`res2net.data.tr
 Calibration comes from a folder (recursive), a list file (one image per line; PaddleClas
 ``path label`` lines work, paths relative to the list file), a glob, a list of paths, or an array.
 Without one, :func:`default_calibration` uses the package's sample photos with a few deterministic
-crops and flips — fine for a demo; for production pass 100-300 images of your own data.
+crops and flips (12 views each) — fine for a demo; for production pass 100-300 images of your own data.
 
 Why these recipes: ONNX Runtime's QDQ format with per-channel weights is what its CPU provider
 fuses into int8 convolutions (VNNI u8s8 dot products); BatchNorm is folded *before* quantization
@@ -21,7 +21,7 @@ import contextlib
 import logging
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,30 +79,41 @@ def calibration_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _augmented_crops(img: np.ndarray, transform: EvalTransform) -> Iterator[np.ndarray]:
-    """Deterministic views of one photo (14): centre crops at 3 scales, corner crops at the larger two, flips."""
-    import cv2
+def sample_views(
+    transform: EvalTransform | None = None, scales: Sequence[float] = (1.0,), corners: bool = False
+) -> np.ndarray:
+    """Deterministic views of the packaged sample photos, preprocessed (float32 NCHW).
 
-    crop = transform.crop_size
-    for short in (transform.resize_short, round(transform.resize_short * 1.25), round(transform.resize_short * 1.6)):
-        h, w = img.shape[:2]
-        s = short / min(h, w)
-        big = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_LINEAR)
-        H, W = big.shape[:2]
-        offsets = [((H - crop) // 2, (W - crop) // 2)]
-        if short != transform.resize_short:
-            offsets += [(0, 0), (H - crop, W - crop)]
-        for top, left in offsets:
-            view = big[top : top + crop, left : left + crop]
-            yield transform.normalize(view)
-            yield transform.normalize(view[:, ::-1])
+    For each photo and each ``scale``: resize the short side to ``resize_short * scale`` (scale 1 is
+    exactly the eval preprocessing), take the centre crop (and, with ``corners``, the top-left and
+    bottom-right crops), each as is and mirrored.
+    """
+    from res2net.data.transforms import resize_short
+
+    transform = transform or EvalTransform()
+    c = transform.crop_size
+    views = []
+    for f in sample_images():
+        img = load_image(f)
+        for scale in scales:
+            big = resize_short(img, round(transform.resize_short * scale), transform.interpolation)
+            H, W = big.shape[:2]
+            offsets = [((H - c) // 2, (W - c) // 2)] + ([(0, 0), (H - c, W - c)] if corners else [])
+            for top, left in offsets:
+                view = big[top : top + c, left : left + c]
+                views += [transform.normalize(view), transform.normalize(view[:, ::-1])]
+    return np.stack(views).astype(np.float32)
+
+
+# Default calibration and the Predictor's default accuracy check use *disjoint* views of the photos
+# (other scales and crops), so the check does not grade int8 on the very inputs it was calibrated on.
+CALIBRATION_SCALES = (1.25, 1.6)  # x centre + 2 corners x mirror: 12 views per photo
+CHECK_SCALES = (1.0, 1.125)  # x centre x mirror: 4 views per photo
 
 
 def default_calibration(transform: EvalTransform | None = None) -> np.ndarray:
-    """Calibration inputs from the packaged sample photos: 14 deterministic views each (float32 NCHW)."""
-    transform = transform or EvalTransform()
-    views = [v for f in sample_images() for v in _augmented_crops(load_image(f), transform)]
-    return np.stack(views).astype(np.float32)
+    """Calibration inputs from the packaged sample photos: 12 deterministic views each (float32 NCHW)."""
+    return sample_views(transform, CALIBRATION_SCALES, corners=True)
 
 
 def calibration_data(
@@ -294,6 +305,8 @@ def quantize_openvino(
 
 
 __all__ = [
+    "CALIBRATION_SCALES",
+    "CHECK_SCALES",
     "CalibrationError",
     "calibration_data",
     "calibration_files",
@@ -301,4 +314,5 @@ __all__ = [
     "quantize_onnx",
     "quantize_openvino",
     "sample_images",
+    "sample_views",
 ]
