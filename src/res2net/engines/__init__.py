@@ -2,7 +2,7 @@
 
 ``create_engine(name, precision, ctx)`` builds one engine; :func:`auto_candidates` lists the
 ``(engine, precision)`` pairs ``engine="auto"`` tries, fastest first for this machine. The ranking
-comes from ``benchmarks/predict_latency.py`` (docs/benchmarks.md): on CPUs with int8 dot products
+comes from ``benchmarks/predict_latency.py`` (docs/predict.md, "Speed"): on CPUs with int8 dot products
 (VNNI/AMX) OpenVINO int8 is fastest, then ONNX Runtime int8; with native bf16, OpenVINO bf16; then
 OpenVINO fp32 (which already beats PyTorch eager), ONNX Runtime fp32 and PyTorch. A reduced
 precision is only used after its accuracy check against PyTorch fp32 passed (see the Predictor).
@@ -60,7 +60,8 @@ def auto_candidates(device: str = "cpu", precision: str | None = None) -> list[t
         int8 = [("openvino", "int8"), ("onnxruntime", "int8")]
         bf16 = [("openvino", "bf16"), ("torch", "bf16")] if has_bf16() else []
         fp32 = [("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32")]
-        # Without VNNI/AMX int8 still beats emulated-free fp32 on AVX2/AVX-512, but not native bf16.
+        # With VNNI/AMX int8 dot products int8 is fastest; without them native bf16 (if any) comes
+        # first, and int8 (u8s8 on AVX2/AVX-512 without VNNI) still beats fp32.
         order = int8 + bf16 + fp32 if has_int8_dot() else bf16 + int8 + fp32
     if precision is not None:
         order = [c for c in order if c[1] == precision]
