@@ -156,6 +156,8 @@ def test_auto_picks_fastest_checked_engine_and_caches(digits_model, digits, cach
 def test_auto_without_check_uses_fp32(tiny_weights, cache):
     p = Predictor("res2net_tiny", tiny_weights, engine="auto", check=False, transform=SMALL, cache_dir=cache)
     assert p.precision == "fp32" and p.accuracy is None
+    with pytest.raises(res2net.engines.EngineError, match="only after its accuracy check"):
+        Predictor("res2net_tiny", tiny_weights, precision="int8", check=False, transform=SMALL, cache_dir=cache)
 
 
 # ------------------------------------------------------------------------------------ API behaviour

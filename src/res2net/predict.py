@@ -320,6 +320,11 @@ class Predictor:
                 level = logging.INFO if self.accuracy.passed else logging.WARNING
                 log.log(level, "%s: %s", built.describe(), self.accuracy.summary())
             return built
+        if not check and precision not in (None, "fp32"):
+            raise EngineError(
+                f"engine='auto' uses {precision} only after its accuracy check: drop check=False "
+                "(--no-check) or name the engine explicitly"
+            )
         candidates = auto_candidates(self.device, precision)
         if not check:
             candidates = [c for c in candidates if c[1] == "fp32"]
@@ -574,13 +579,16 @@ def _run(args: argparse.Namespace, shards: _Shards) -> int:
         crop = args.crop_size or base.crop_size
         resize = args.resize_short or round(base.resize_short * crop / base.crop_size)
         transform = EvalTransform(resize, crop, base.interpolation, base.mean, base.std)
+    device = args.device
+    if device == "cuda" and shards.world > 1:  # torchrun: one GPU per local rank
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     predictor = Predictor(
         model,
         transform=transform,
         weights=args.weights,
         engine=args.engine,
         precision=args.precision,
-        device=args.device,
+        device=device,
         num_classes=args.num_classes,
         labels=args.labels,
         topk=args.topk,
