@@ -58,9 +58,10 @@ def _draw_latency(ax, result: BenchmarkResult, want_fp32: bool, seed_table: str)
         if ssld:
             ax.plot([ms for _, ms in ssld], [_top1(s) for s, _ in ssld], "o--", color=line.get_color(),
                     mfc="none", label=f"{label}, SSLD weights")  # fmt: skip
-        for m, ms in pts:
-            ax.annotate(m.replace("Res2Net", "R2N"), (ms, _top1(m)), fontsize=7, xytext=(4, -10),
-                        textcoords="offset points")  # fmt: skip
+        if drawn == 1:  # name the models once, on the first line
+            for m, ms in pts:
+                ax.annotate(m.replace("Res2Net", "R2N"), (ms, _top1(m)), fontsize=7, xytext=(4, -10),
+                            textcoords="offset points")  # fmt: skip
     models = sorted({r.model for r in result.latency})
     ref = [(seed_latency(seed_table, m, CHART_BS), _top1(m)) for m in models]
     ref = sorted((x, y) for x, y in ref if x is not None and y is not None)
@@ -119,6 +120,9 @@ def plot_charts(result: BenchmarkResult, out_dir: str | Path, models: list[str] 
     ):
         fig, ax = plt.subplots(figsize=(7, 5))
         drawn = _draw_latency(ax, result, want_fp32, seed_table)
+        xs = [x for line in ax.get_lines() for x in line.get_xdata()]
+        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:  # CPU engines next to GPU TensorRT: log scale
+            ax.set_xscale("log")
         kind = "FP32" if want_fp32 else "reduced-precision (fp16/bf16/int8)"
         if not drawn:
             ax.text(0.5, 0.5, f"no {kind} latency at bs={CHART_BS} measured", ha="center", transform=ax.transAxes)
