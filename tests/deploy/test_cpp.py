@@ -2,7 +2,7 @@
 
 What is proven here:
 - ``deploy/cpp/build.sh`` builds ``res2net_predict`` in a fresh build directory;
-- on real photos (PNG and JPEG, grey, RGBA, odd and small sizes) its preprocessed input equals
+- on real photos (PNG and JPEG, grey, 16-bit, RGBA, EXIF-rotated, odd and small sizes) its preprocessed input equals
   ``EvalTransform``'s (measured: bit-identical with Debian's OpenCV 4.6 vs opencv-python 5.0; the test
   allows one grey level on at most 0.1% of values, for other OpenCV / libjpeg builds);
 - its top-5 class ids, scores and labels equal ``res2net.Predictor``'s (scores within 1e-4);
@@ -86,7 +86,8 @@ def package(model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def images(tmp_path_factory) -> list[Path]:
-    """Real photos as PNG and JPEG, plus grey, RGBA, odd-sized and upscaled (< 256 px) variants."""
+    """Real photos as PNG and JPEG, plus grey, 16-bit grey, RGBA, EXIF-rotated, odd-sized and upscaled
+    (< 256 px) variants."""
     skdata = pytest.importorskip("skimage.data")
     from PIL import Image
 
@@ -100,6 +101,10 @@ def images(tmp_path_factory) -> list[Path]:
     Image.fromarray(np.dstack([a, np.full(a.shape[:2], 200, np.uint8)])[:333, :257]).save(d / "rgba_odd.png")
     Image.fromarray(skdata.coffee()).resize((301, 203)).save(d / "coffee_small.jpg", quality=85)
     Image.fromarray(skdata.chelsea()).resize((1001, 667)).save(d / "chelsea_big.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation "rotate 90 CW": both sides must apply it
+    Image.fromarray(skdata.chelsea()).save(d / "chelsea_exif_rotated.jpg", exif=exif.tobytes(), quality=92)
+    Image.fromarray(skdata.camera().astype(np.uint16) * 257).save(d / "camera_16bit.png")
     return sorted(d.iterdir())
 
 
@@ -328,7 +333,7 @@ def test_pte_app_matches_python_predictor(pte_binary, pte_program, model, images
     pred = Predictor(model, engine="torch", precision="fp32", check=False, labels=labels_file, topk=5)
     expected = pred.predict([str(p) for p in images])
     probs = torch.softmax(pred.forward(pred.preprocess([str(p) for p in images])), 1)
-    assert [r["image"] for r in results] == [str(p) for p in images]  # 13 images, batch 2: last one padded
+    assert [r["image"] for r in results] == [str(p) for p in images]  # 15 images, batch 2: last one padded
     for r, e, p in zip(results, expected, probs):
         ids = [t["class_id"] for t in r["topk"]]
         assert np.abs(np.array([t["score"] for t in r["topk"]]) - p[ids].numpy()).max() <= 1e-4
