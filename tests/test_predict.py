@@ -55,7 +55,11 @@ def tiny_weights(tmp_path_factory) -> Path:
 
     model = randomize_(res2net.create_model("res2net_tiny"), seed=3)
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata={"model": "res2net_tiny"})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(path),
+        metadata={"model": "res2net_tiny", "origin": "paddle"},
+    )
     return path
 
 
