@@ -323,21 +323,19 @@ class ArtifactRunner(TensorRunner):
         key = ArtifactKey(model_id, weights_digest(model), fmt, precision, input_size, dev_type)
         cache = ArtifactCache(cache_dir)
         filename = "model.pt2" if fmt == "pt2" else "model.pt"
-        t = time.perf_counter()
-        with cache.lock(key) as d:
-            if not cache.is_complete(key):
-                d = cache.start_build(key)
-                folded = _fold(model, device, self.dtype)
-                if fmt == "pt2":
-                    from res2net.export.pt2 import export_pt2
 
-                    export_pt2(folded, d / filename, input_size=input_size, device=device)
-                else:
-                    from res2net.export.torchscript import export_torchscript
+        def build(d: Path) -> None:
+            folded = _fold(model, device, self.dtype)
+            if fmt == "pt2":
+                from res2net.export.pt2 import export_pt2
 
-                    export_torchscript(folded, d / filename, input_size=input_size)
-                cache.finish_build(key, seconds=round(time.perf_counter() - t, 1))
-        path = d / filename
+                export_pt2(folded, d / filename, input_size=input_size, device=device)
+            else:
+                from res2net.export.torchscript import export_torchscript
+
+                export_torchscript(folded, d / filename, input_size=input_size)
+
+        path = cache.get_or_build(key, build) / filename
         if fmt == "pt2":
             from res2net.export.pt2 import load_pt2
 

@@ -13,7 +13,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,19 @@ class ArtifactCache:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         return d
+
+    def get_or_build(self, key: ArtifactKey, build: Callable[[Path], dict | None]) -> Path:
+        """The artifact directory of ``key``, calling ``build(empty_dir)`` first if it is not complete.
+
+        The one place that locks, builds into a fresh directory, times the build and marks it complete
+        (``build`` may return extra metadata), so concurrent processes build an artifact only once.
+        """
+        with self.lock(key):
+            if not self.is_complete(key):
+                t = time.perf_counter()
+                meta = build(self.start_build(key)) or {}
+                self.finish_build(key, seconds=round(time.perf_counter() - t, 1), **meta)
+        return self.path(key)
 
     def finish_build(self, key: ArtifactKey, **meta) -> None:
         import res2net

@@ -8,7 +8,7 @@ calibrated activations). Both are cached, so only the first run exports or calib
 from __future__ import annotations
 
 import logging
-import time
+from pathlib import Path
 
 import numpy as np
 
@@ -29,15 +29,11 @@ def build_onnx(ctx: BuildContext) -> str:
     """Path of the cached fp32 ONNX export (dynamic batch) for ``ctx``'s model, exporting it if needed."""
     from res2net.export.onnx import export_onnx
 
-    key = ctx.key("onnx", "fp32")
-    with ctx.cache.lock(key) as d:
-        if not ctx.cache.is_complete(key):
-            t = time.perf_counter()
-            log.info("exporting %s to ONNX (one-time, cached in %s)", ctx.model_id, d)
-            d = ctx.cache.start_build(key)
-            export_onnx(ctx.model_factory(), d / "model.onnx", dynamic_batch=True, input_size=ctx.input_size)
-            ctx.cache.finish_build(key, seconds=round(time.perf_counter() - t, 1))
-    return str(d / "model.onnx")
+    def build(d: Path) -> None:
+        log.info("exporting %s to ONNX (one-time, cached in %s)", ctx.model_id, d)
+        export_onnx(ctx.model_factory(), d / "model.onnx", dynamic_batch=True, input_size=ctx.input_size)
+
+    return str(ctx.cache.get_or_build(ctx.key("onnx", "fp32"), build) / "model.onnx")
 
 
 class OnnxRuntimeEngine(Engine):
@@ -90,19 +86,15 @@ class OnnxRuntimeEngine(Engine):
     def _build_int8(self, ctx: BuildContext, fp32_path: str) -> str:
         from res2net.export.quantize import quantize_onnx
 
-        with ctx.cache.lock(self.key) as d:
-            if not ctx.cache.is_complete(self.key):
-                if ctx.calibration is None:
-                    raise EngineError("int8 needs calibration images")
-                t = time.perf_counter()
-                log.info("calibrating int8 ONNX model (one-time, cached in %s)", d)
-                d = ctx.cache.start_build(self.key)
-                data = ctx.calibration()
-                quantize_onnx(fp32_path, d / "model.onnx", data)
-                ctx.cache.finish_build(
-                    self.key, seconds=round(time.perf_counter() - t, 1), calibration_images=len(data)
-                )
-        return str(d / "model.onnx")
+        def build(d: Path) -> dict:
+            if ctx.calibration is None:
+                raise EngineError("int8 needs calibration images")
+            log.info("calibrating int8 ONNX model (one-time, cached in %s)", d)
+            data = ctx.calibration()
+            quantize_onnx(fp32_path, d / "model.onnx", data)
+            return {"calibration_images": len(data)}
+
+        return str(ctx.cache.get_or_build(self.key, build) / "model.onnx")
 
     def describe(self) -> str:
         split = f", batches split over {self.threads} threads" if self._split_options is not None else ""

@@ -14,8 +14,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-import time
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
@@ -44,15 +44,11 @@ def build_ir(ctx: BuildContext) -> str:
     """Path of the cached fp32 OpenVINO IR (dynamic batch) for ``ctx``'s model, converting it if needed."""
     from res2net.export.openvino import export_openvino
 
-    key = ctx.key("openvino", "fp32")
-    with ctx.cache.lock(key) as d:
-        if not ctx.cache.is_complete(key):
-            t = time.perf_counter()
-            log.info("converting %s to OpenVINO IR (one-time, cached in %s)", ctx.model_id, d)
-            d = ctx.cache.start_build(key)
-            export_openvino(ctx.model_factory(), d / "model.xml", dynamic_batch=True, input_size=ctx.input_size)
-            ctx.cache.finish_build(key, seconds=round(time.perf_counter() - t, 1))
-    return str(d / "model.xml")
+    def build(d: Path) -> None:
+        log.info("converting %s to OpenVINO IR (one-time, cached in %s)", ctx.model_id, d)
+        export_openvino(ctx.model_factory(), d / "model.xml", dynamic_batch=True, input_size=ctx.input_size)
+
+    return str(ctx.cache.get_or_build(ctx.key("openvino", "fp32"), build) / "model.xml")
 
 
 class OpenVINOEngine(Engine):
@@ -117,19 +113,15 @@ class OpenVINOEngine(Engine):
     def _build_int8(self, ctx: BuildContext, fp32_xml: str) -> str:
         from res2net.export.quantize import quantize_openvino
 
-        with ctx.cache.lock(self.key) as d:
-            if not ctx.cache.is_complete(self.key):
-                if ctx.calibration is None:
-                    raise EngineError("int8 needs calibration images")
-                t = time.perf_counter()
-                log.info("calibrating int8 OpenVINO model with NNCF (one-time, cached in %s)", d)
-                d = ctx.cache.start_build(self.key)
-                data = ctx.calibration()
-                quantize_openvino(fp32_xml, d / "model.xml", data)
-                ctx.cache.finish_build(
-                    self.key, seconds=round(time.perf_counter() - t, 1), calibration_images=len(data)
-                )
-        return str(d / "model.xml")
+        def build(d: Path) -> dict:
+            if ctx.calibration is None:
+                raise EngineError("int8 needs calibration images")
+            log.info("calibrating int8 OpenVINO model with NNCF (one-time, cached in %s)", d)
+            data = ctx.calibration()
+            quantize_openvino(fp32_xml, d / "model.xml", data)
+            return {"calibration_images": len(data)}
+
+        return str(ctx.cache.get_or_build(self.key, build) / "model.xml")
 
     def _requests(self, mode: str, batch: int) -> list:
         """Infer requests of a model compiled for exactly ``batch`` images (static shapes are fastest)."""

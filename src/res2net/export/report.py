@@ -138,20 +138,18 @@ def build_pte(predictor, precision: str, calibration: np.ndarray | None):
     extra = f"b1-r{PTE_RECIPE}" + (f"-{array_digest(calibration)}" if precision == "int8" else "")
     cache: ArtifactCache = predictor.engine.cache
     key = ArtifactKey(predictor.model_id, predictor.weights_sha256, "executorch", precision, size, extra)
-    with cache.lock(key) as d:
-        if not cache.is_complete(key):
-            t = time.perf_counter()
-            d = cache.start_build(key)
-            export_pte(
-                predictor._torch_model(),  # the fp32 eval-mode model the Predictor resolved
-                d / "model.pte",
-                quantize=precision,
-                calibration=calibration,
-                input_size=size,
-                verify=False,
-            )
-            cache.finish_build(key, seconds=round(time.perf_counter() - t, 1))
-    return PteModel(d / "model.pte")
+
+    def build(d: Path) -> None:
+        export_pte(
+            predictor._torch_model(),  # the fp32 eval-mode model the Predictor resolved
+            d / "model.pte",
+            quantize=precision,
+            calibration=calibration,
+            input_size=size,
+            verify=False,
+        )
+
+    return PteModel(cache.get_or_build(key, build) / "model.pte")
 
 
 def quantize_report(
