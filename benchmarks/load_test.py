@@ -9,8 +9,16 @@ prints one markdown row per scenario:
 * ``overload``: ``--max-queue Q`` and ``4 x Q`` clients — every answer must be 200 or 503, the
   server must survive, and its RSS is sampled throughout.
 
+Besides throughput and latency, each scenario reads the server's own ``/metrics`` before and after
+the measured window: batches run, mean batch size and forward-pass time per image. Their ratio between
+the two batching scenarios is the most dynamic batching *could* gain if nothing but the forward pass
+cost anything (decoding, HTTP and the client do not get cheaper in batches), so the report states the
+speed-up next to that bound: on a CPU whose forward pass is already nearly as efficient per image at
+batch 1 as at batch 8, no scheduler can do better than the bound, and the script says so.
+
     python benchmarks/load_test.py                                   # res2net_tiny, 16 clients, 20 s each
     python benchmarks/load_test.py --model Res2Net50_vd_26w_4s --engine auto --repeat 3 --json out.json
+    python benchmarks/load_test.py --model Res2Net50_vd_26w_4s --engine torch --device cuda  # GPU server
 
 The clients are raw asyncio HTTP/1.1 (one process, little CPU), sending what ``tritonclient.http``
 sends: an OIP v2 request with one JPEG in a BYTES tensor, binary tensor data extension. On a small
@@ -149,6 +157,9 @@ class Result:
     rss_start_mb: float = 0.0
     rss_max_mb: float = 0.0
     server_alive: bool = True
+    batches: int = 0  # forward passes the server ran in the measured window (from its /metrics)
+    mean_batch: float = 0.0
+    forward_ms_per_image: float = 0.0
 
 
 async def drive(
@@ -187,6 +198,27 @@ async def drive(
     return latencies
 
 
+def server_counters(port: int) -> dict[str, float]:
+    """The server's forward-pass totals from ``/metrics``: batches run, images in them, seconds spent."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    wanted = {
+        "res2net_batch_size_count": "batches",
+        "res2net_batch_size_sum": "images",
+        "res2net_batch_inference_seconds_sum": "seconds",
+    }
+    counters = dict.fromkeys(wanted.values(), 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in wanted:
+                counters[wanted[sample.name]] += sample.value
+    return counters
+
+
 def rss_mb(pid: int) -> float:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -210,6 +242,8 @@ def server(args: argparse.Namespace, weights: Path, extra: list[str], log: Path)
     cmd += ["--engine", args.engine, "--host", HOST, "--port", str(port), "--grpc-port", "0", "--no-access-log"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.device:
+        cmd += ["--device", args.device]
     cmd += extra
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -219,7 +253,8 @@ def server(args: argparse.Namespace, weights: Path, extra: list[str], log: Path)
         deadline = time.monotonic() + 600
         while True:
             if proc.poll() is not None:
-                raise SystemExit(f"server exited with {proc.returncode}; see {log}")
+                errors = [line for line in log.read_text(errors="replace").splitlines() if " ERROR " in line]
+                raise SystemExit(f"server exited with {proc.returncode}: {errors[-1] if errors else f'see {log}'}")
             url = f"http://{HOST}:{port}/v2/health/ready"
             with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -246,17 +281,23 @@ def run_scenario(args, weights, image, name, extra, concurrency, log) -> Result:
         async def main():
             await drive(port, request, min(concurrency, 4), min(3.0, args.duration), 4 * concurrency, Result("", 0, ""))
             result.rss_start_mb = rss_mb(proc.pid)
+            before = server_counters(port)  # after the warm-up: its batches do not count
             samples: list[float] = []
             stop = asyncio.Event()
             sampler = asyncio.ensure_future(sample_rss(proc.pid, samples, stop))
             latencies = await drive(port, request, concurrency, args.duration, args.max_requests, result)
             stop.set()
             await sampler
-            return latencies, samples
+            return latencies, samples, before, server_counters(port)
 
-        latencies, samples = asyncio.run(main())
+        latencies, samples, before, after = asyncio.run(main())
         result.server_alive = proc.poll() is None
         result.rss_max_mb = max(samples, default=0.0)
+    delta = {k: after[k] - before[k] for k in after}
+    result.batches = int(delta["batches"])
+    if delta["batches"] and delta["images"]:
+        result.mean_batch = round(delta["images"] / delta["batches"], 2)
+        result.forward_ms_per_image = round(1000 * delta["seconds"] / delta["images"], 3)
     result.ok = len(latencies)
     result.throughput = result.ok / result.seconds if result.seconds else 0.0
     if latencies:
@@ -265,12 +306,35 @@ def run_scenario(args, weights, image, name, extra, concurrency, log) -> Result:
     return result
 
 
+def batching_summary(results: list[Result]) -> dict[str, float] | None:
+    """Speed-up of ``batching`` over ``no-batching`` (median throughputs) next to its forward-only bound.
+
+    ``forward_gain`` = forward time per image without batching / with batching, as the server itself
+    measured it under the load. If only the forward pass cost anything, the speed-up would equal it;
+    the parts that do not batch (decoding, HTTP, the client on the same cores) only pull the speed-up
+    below it — unless the unbatched server also wastes time between requests, which batching removes.
+    """
+
+    def median(name: str, attr: str) -> float:
+        values = [getattr(r, attr) for r in results if r.scenario == name and getattr(r, attr)]
+        return float(np.median(values)) if values else 0.0
+
+    speedup_parts = median("batching", "throughput"), median("no-batching", "throughput")
+    forward_parts = median("no-batching", "forward_ms_per_image"), median("batching", "forward_ms_per_image")
+    if not all(speedup_parts) or not all(forward_parts):
+        return None
+    speedup = speedup_parts[0] / speedup_parts[1]
+    forward_gain = forward_parts[0] / forward_parts[1]
+    return {"speedup": speedup, "forward_gain": forward_gain, "share_of_bound": speedup / forward_gain}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="res2net_tiny")
     parser.add_argument("--weights", help="weights file (default: random weights for --model, no download)")
     parser.add_argument("--engine", default="torch")
     parser.add_argument("--threads", type=int, help="server torch threads (default: all cores)")
+    parser.add_argument("--device", help="server device, e.g. cuda (default: the server's choice)")
     parser.add_argument("--concurrency", type=int, default=16, help="clients in the batching scenarios")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per scenario (bounded)")
     parser.add_argument("--max-requests", type=int, default=20_000, help="request cap per scenario (bounded)")
@@ -305,25 +369,33 @@ def main(argv: list[str] | None = None) -> int:
             print(f"#   {asdict(results[-1])}", file=sys.stderr, flush=True)
 
     cpu = platform.processor() or platform.machine()
-    print(f"\nmodel {args.model}, engine {args.engine}, {os.cpu_count()} CPUs ({cpu}), image {len(image)} bytes JPEG\n")
+    device = f", device {args.device}" if args.device else ""
+    print(
+        f"\nmodel {args.model}, engine {args.engine}{device}, {os.cpu_count()} CPUs ({cpu}), "
+        f"image {len(image)} bytes JPEG\n"
+    )
     print(
         "| scenario | clients | server flags | req/s | p50 ms | p95 ms | p99 ms | statuses | client errors "
-        "| RSS MB (start → max) |"
+        "| RSS MB (start → max) | mean batch | forward ms/image |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r.statuses.items()))
         errors = ", ".join(f"{k}: {v}" for k, v in r.errors.items()) or "0"
         print(
             f"| {r.scenario} | {r.concurrency} | `{r.server_args}` | {r.throughput:.1f} | {r.p50_ms} | {r.p95_ms} | "
-            f"{r.p99_ms} | {statuses} | {errors} | {r.rss_start_mb:.0f} → {r.rss_max_mb:.0f} |"
+            f"{r.p99_ms} | {statuses} | {errors} | {r.rss_start_mb:.0f} → {r.rss_max_mb:.0f} | {r.mean_batch} | "
+            f"{r.forward_ms_per_image} |"
+        )
+    summary = batching_summary(results)
+    if summary:
+        runs = f" (medians of {args.repeat} alternating runs)" if args.repeat > 1 else ""
+        print(
+            f"\nbatching speed-up at {args.concurrency} clients: {summary['speedup']:.2f}x{runs}; "
+            f"forward pass per image {summary['forward_gain']:.2f}x cheaper in batches "
+            f"(the most batching can gain here), so {summary['share_of_bound']:.0%} of that bound reached"
         )
     by = {r.scenario: r for r in results}
-    median = {n: float(np.median([r.throughput for r in results if r.scenario == n])) for n in by}
-    if "batching" in by and "no-batching" in by and median["no-batching"]:
-        speedup = median["batching"] / median["no-batching"]
-        runs = f" (medians of {args.repeat} alternating runs)" if args.repeat > 1 else ""
-        print(f"\nbatching speed-up at {args.concurrency} clients: {speedup:.2f}x{runs}")
     failed = [r.scenario for r in results if not r.server_alive or r.errors]
     if "overload" in by:
         bad = set(by["overload"].statuses) - {"200", "503"}

@@ -28,6 +28,7 @@ import tempfile
 
 import uvicorn
 
+from res2net.errors import Res2NetError
 from res2net.serve.config import ServeConfig
 from res2net.serve.errors import ServeError
 
@@ -119,7 +120,8 @@ async def serve(cfg: ServeConfig, reuse_port: bool = False) -> int:
             return
         if task.exception() is not None:
             e = task.exception()
-            log.error("model %s failed to load: %s", cfg.model, e, exc_info=not isinstance(e, ServeError))
+            # our own errors say what is wrong in one line; anything else gets its traceback
+            log.error("model %s failed to load: %s", cfg.model, e, exc_info=None if isinstance(e, Res2NetError) else e)
             exit_code = 1
             stop("load failure")
 
