@@ -8,6 +8,7 @@ on the labelled val images within 2 points of fp32.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import io
 import json
@@ -406,3 +407,13 @@ def test_module_input_and_cache_keyed_by_weights(tiny_weights, cache):
     assert_logits_close(torch.from_numpy(b.forward(x)), eager_logits(model, x), atol=1e-4)
     same = Predictor("res2net_tiny", tiny_weights, engine="torch", transform=SMALL, cache_dir=cache)
     assert same.model_id == a.model_id  # same graph; weights are keyed by the file's sha256 there
+
+
+def test_int8_artifact_key_follows_the_preprocessing(tiny_weights, cache):
+    """Calibration images go through the transform: other preprocessing, other int8 model (not the cached one)."""
+    other = dataclasses.replace(SMALL, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    kw = dict(engine="onnxruntime", precision="int8", check=True, cache_dir=cache)
+    a = Predictor("res2net_tiny", tiny_weights, transform=SMALL, **kw)
+    b = Predictor("res2net_tiny", tiny_weights, transform=other, **kw)
+    assert a.engine.key != b.engine.key
+    assert a.engine.key == Predictor("res2net_tiny", tiny_weights, transform=SMALL, **kw).engine.key  # stable

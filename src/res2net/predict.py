@@ -265,14 +265,21 @@ class Predictor:
         return calibration_data(self._calibration_source, self.transform)
 
     def _calibration_digest(self, source) -> str:
-        if source is None:
-            return "samples"
+        """What the int8 artifact's cache key says about its calibration inputs.
+
+        Images (the packaged samples or the user's files) are calibrated *after* ``self.transform``, so
+        the transform is part of the key: the same photos resized or normalised differently calibrate
+        a different int8 model. Arrays are already model inputs and stand for themselves.
+        """
         if isinstance(source, np.ndarray):
             return array_digest(source)
+        transform = hashlib.sha256(repr(self.transform).encode()).hexdigest()[:8]
+        if source is None:
+            return f"samples-{transform}"
         from res2net.export.quantize import calibration_files
 
         files = calibration_files(source)
-        h = hashlib.sha256()
+        h = hashlib.sha256(transform.encode())
         for f in files:
             st = f.stat() if f.exists() else None
             h.update(f"{f.resolve()}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
