@@ -1,16 +1,19 @@
 // Shared by res2net_predict (.pt2, libtorch) and res2net_pte_predict (.pte, ExecuTorch): image
 // decoding, PaddleClas's eval preprocessing (= res2net.data.transforms.EvalTransform, bit for bit),
-// labels, the metadata `res2net export` writes, and the PaddleClas-style output. No torch headers
-// here: the ExecuTorch program builds against ExecuTorch's own copy of c10.
+// labels, the metadata `res2net export` writes, the PaddleClas-style output, and the command-line
+// flags both take. No torch headers here: the ExecuTorch program builds against ExecuTorch's own
+// copy of c10.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -50,6 +53,83 @@ inline int parse_int(const std::string& flag, const std::string& value, int min_
   if (pos != value.size() || value.empty() || v < min_value || v > 1'000'000)
     throw UserError(flag + ": expected an integer >= " + std::to_string(min_value) + ", got '" + value + "'", 2);
   return static_cast<int>(v);
+}
+
+// The flags both predictors take; res2net_predict extends it with its own (batching, threads, benchmark).
+struct CommonOptions {
+  std::string model;
+  std::vector<std::string> images;
+  int topk = 5;
+  std::string labels;
+  bool json = false;
+  int resize_short = 0;  // 0: from the package metadata, else 256
+  int crop_size = 0;     // 0: from the package metadata, else 224
+};
+
+// Reads the value of the flag at argv[i] (advancing i), or throws the usage error "FLAG: missing value".
+using FlagValue = std::function<std::string()>;
+// A program's own flags: sets what `flag` means (calling `value` for its argument) and returns true,
+// or returns false for a flag it does not know.
+using ExtraFlag = std::function<bool(const std::string& flag, const FlagValue& value)>;
+
+// Parses argv into `o`: -h/--help prints `usage` and exits 0; the common flags are handled here,
+// any other is offered to `extra`; an unknown flag, a missing value or a missing --model / --image
+// is a UserError with exit code 2 (usage).
+inline void parse_common_args(int argc, char** argv, const char* usage, CommonOptions& o,
+                              const ExtraFlag& extra = {}) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    const FlagValue value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UserError(std::string(argv[i]) + ": missing value", 2);
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      std::exit(0);
+    } else if (a == "--model") {
+      o.model = value();
+    } else if (a == "--image") {
+      o.images.push_back(value());
+    } else if (a == "--topk") {
+      o.topk = parse_int(a, value(), 1);
+    } else if (a == "--labels") {
+      o.labels = value();
+    } else if (a == "--json") {
+      o.json = true;
+    } else if (a == "--resize-short") {
+      o.resize_short = parse_int(a, value(), 1);
+    } else if (a == "--crop-size") {
+      o.crop_size = parse_int(a, value(), 1);
+    } else if (!(extra && extra(a, value))) {
+      throw UserError("unknown argument '" + a + "' (see --help)", 2);
+    }
+  }
+  if (o.model.empty()) throw UserError("--model is required (see --help)", 2);
+  if (o.images.empty()) throw UserError("--image is required (see --help)", 2);
+}
+
+// A run's exit status: 0, or 1 after a summary line on stderr when some images could not be read
+// (each was already reported on its own line).
+inline int exit_status(int failures, size_t images) {
+  if (!failures) return 0;
+  std::fprintf(stderr, "error: %d of %zu image(s) could not be read\n", failures, images);
+  return 1;
+}
+
+// The body of both predictors' main(): every exception ends in one "error: ..." line on stderr and
+// a non-zero exit (a UserError's own code, else 1), never a crash. `describe` words an unexpected
+// exception (res2net_predict strips c10's backtrace from it).
+template <class Run, class Describe>
+int run_main(Run run, Describe describe) {
+  try {
+    return run();
+  } catch (const UserError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return e.code;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", std::string(describe(e)).c_str());
+    return 1;
+  }
 }
 
 inline std::string lower(std::string s) {

@@ -27,7 +27,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <map>
 #include <numeric>
 #include <opencv2/core.hpp>
@@ -63,65 +62,34 @@ constexpr const char* kUsage =
     "  --resize-short S, --crop-size C   override the preprocessing sizes (default: the package's, else 256/224)\n"
     "  --dump-input FILE   append every batch's preprocessed input (raw float32, NCHW) to FILE\n";
 
-struct Options {
-  std::string model;
-  std::vector<std::string> images;
-  int topk = 5;
+struct Options : CommonOptions {
   int batch_size = 1;
-  std::string labels;
   int threads = 0;
-  bool json = false;
   bool benchmark = false;
   int warmup = 5;
   int iters = 20;
-  int resize_short = 0;  // 0: from the package metadata, else 256
-  int crop_size = 0;     // 0: from the package metadata, else 224
   std::string dump_input;  // write each batch's preprocessed float32 NCHW tensor here (parity tests)
 };
 
 Options parse_args(int argc, char** argv) {
   Options o;
-  auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw UserError(std::string(argv[i]) + ": missing value", 2);
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      std::exit(0);
-    } else if (a == "--model") {
-      o.model = value(i);
-    } else if (a == "--image") {
-      o.images.push_back(value(i));
-    } else if (a == "--topk") {
-      o.topk = parse_int(a, value(i), 1);
-    } else if (a == "--batch-size") {
-      o.batch_size = parse_int(a, value(i), 1);
-    } else if (a == "--labels") {
-      o.labels = value(i);
-    } else if (a == "--threads") {
-      o.threads = parse_int(a, value(i), 1);
-    } else if (a == "--json") {
-      o.json = true;
-    } else if (a == "--benchmark") {
+  parse_common_args(argc, argv, kUsage, o, [&](const std::string& a, const FlagValue& value) {
+    if (a == "--batch-size")
+      o.batch_size = parse_int(a, value(), 1);
+    else if (a == "--threads")
+      o.threads = parse_int(a, value(), 1);
+    else if (a == "--benchmark")
       o.benchmark = true;
-    } else if (a == "--warmup") {
-      o.warmup = parse_int(a, value(i), 0);
-    } else if (a == "--iters") {
-      o.iters = parse_int(a, value(i), 1);
-    } else if (a == "--resize-short") {
-      o.resize_short = parse_int(a, value(i), 1);
-    } else if (a == "--crop-size") {
-      o.crop_size = parse_int(a, value(i), 1);
-    } else if (a == "--dump-input") {
-      o.dump_input = value(i);
-    } else {
-      throw UserError("unknown argument '" + a + "' (see --help)", 2);
-    }
-  }
-  if (o.model.empty()) throw UserError("--model is required (see --help)", 2);
-  if (o.images.empty()) throw UserError("--image is required (see --help)", 2);
+    else if (a == "--warmup")
+      o.warmup = parse_int(a, value(), 0);
+    else if (a == "--iters")
+      o.iters = parse_int(a, value(), 1);
+    else if (a == "--dump-input")
+      o.dump_input = value();
+    else
+      return false;
+    return true;
+  });
   return o;
 }
 
@@ -319,24 +287,12 @@ int run(const Options& o) {
     }
     std::fflush(stdout);
   }
-  if (failures) {
-    std::fprintf(stderr, "error: %d of %zu image(s) could not be read\n", failures, paths.size());
-    return 1;
-  }
-  return 0;
+  return exit_status(failures, paths.size());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
-  try {
-    return run(parse_args(argc, argv));
-  } catch (const UserError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return e.code;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", first_line(e).c_str());
-    return 1;
-  }
+  return run_main([&] { return run(parse_args(argc, argv)); }, first_line);
 }

@@ -10,7 +10,6 @@
 #include <executorch/extension/tensor/tensor.h>
 
 #include <cstdio>
-#include <iostream>
 #include <string>
 #include <vector>
 
@@ -21,6 +20,7 @@ namespace {
 using namespace r2n;
 using executorch::extension::from_blob;
 using executorch::extension::Module;
+using Options = CommonOptions;  // this program takes only the flags both predictors share
 
 constexpr const char* kUsage =
     "usage: res2net_pte_predict --model PROGRAM.pte --image FILE_OR_DIR [--image ...] [--topk 5] [--labels FILE]\n"
@@ -29,47 +29,9 @@ constexpr const char* kUsage =
     "Classify images with an ExecuTorch program made by `res2net export --format pte [--quantize int8]`.\n"
     "Preprocessing is read from PROGRAM.pte.json when present. The program's batch size is fixed.\n";
 
-struct Options {
-  std::string model;
-  std::vector<std::string> images;
-  int topk = 5;
-  std::string labels;
-  bool json = false;
-  int resize_short = 0;
-  int crop_size = 0;
-};
-
 Options parse_args(int argc, char** argv) {
   Options o;
-  auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw UserError(std::string(argv[i]) + ": missing value", 2);
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      std::exit(0);
-    } else if (a == "--model") {
-      o.model = value(i);
-    } else if (a == "--image") {
-      o.images.push_back(value(i));
-    } else if (a == "--topk") {
-      o.topk = parse_int(a, value(i), 1);
-    } else if (a == "--labels") {
-      o.labels = value(i);
-    } else if (a == "--json") {
-      o.json = true;
-    } else if (a == "--resize-short") {
-      o.resize_short = parse_int(a, value(i), 1);
-    } else if (a == "--crop-size") {
-      o.crop_size = parse_int(a, value(i), 1);
-    } else {
-      throw UserError("unknown argument '" + a + "' (see --help)", 2);
-    }
-  }
-  if (o.model.empty()) throw UserError("--model is required (see --help)", 2);
-  if (o.images.empty()) throw UserError("--image is required (see --help)", 2);
+  parse_common_args(argc, argv, kUsage, o);
   return o;
 }
 
@@ -159,23 +121,11 @@ int run(const Options& o) {
                    labels, o.json);
     std::fflush(stdout);
   }
-  if (failures) {
-    std::fprintf(stderr, "error: %d of %zu image(s) could not be read\n", failures, paths.size());
-    return 1;
-  }
-  return 0;
+  return exit_status(failures, paths.size());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(parse_args(argc, argv));
-  } catch (const UserError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return e.code;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  return run_main([&] { return run(parse_args(argc, argv)); }, [](const std::exception& e) { return e.what(); });
 }
