@@ -72,6 +72,20 @@ def test_pte_program_and_input_errors(fp32_pte, tmp_path):
         PteModel(fp32_pte)(np.zeros((1, 3, 64, 64), np.float32))
 
 
+def test_lowering_failure_names_step_and_model(tmp_path, tiny_vd_model, monkeypatch):
+    import executorch.exir
+
+    from res2net.export.executorch import export_pte
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(executorch.exir, "to_edge_transform_and_lower", boom)
+    with pytest.raises(ExportError, match=r"^ExecuTorch lowering of res2net_tiny failed: boom$"):
+        export_pte(tiny_vd_model, tmp_path / "m.pte", verify=False)
+    assert not (tmp_path / "m.pte").exists()
+
+
 def test_export_cli_pte(tmp_path, capsys):
     """``res2net export --format pte`` end to end (a 64 px input keeps it quick), verified with ExecuTorch."""
     from res2net.cli import main

@@ -66,6 +66,22 @@ def test_refuses_old_opset_and_tiny_inputs(tmp_path, tiny_vd_model):
         export_onnx(tiny_vd_model, tmp_path / "a.onnx", input_size=16)
 
 
+def test_converter_failure_names_step_and_model_and_restores_mode(tmp_path, tiny_vd_model, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(torch.onnx, "export", boom)
+    was_training = tiny_vd_model.training
+    tiny_vd_model.train()
+    try:
+        with pytest.raises(ExportError, match=r"^ONNX export of Res2Net failed: boom$") as info:
+            export_onnx(tiny_vd_model, tmp_path / "a.onnx")
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert tiny_vd_model.training  # eval mode for the export only
+    finally:
+        tiny_vd_model.train(was_training)
+
+
 def test_custom_head_size(tmp_path):
     model = tiny_vd(num_classes=10)
     path = export_onnx(model, tmp_path / "ten.onnx")

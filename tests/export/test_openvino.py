@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from res2net.export import export_openvino
+from res2net.export import ExportError, export_openvino
 from res2net.export.openvino import read_metadata
 from tests.export.conftest import real_batch
 from tests.utils import assert_logits_close, randomize_
@@ -66,3 +66,12 @@ def test_full_res2net50_vd_odd_size(tmp_path):
     x = real_batch(231)
     out, _ = run_ov(path, x)
     assert_logits_close(out, eager(model, x), ATOL)
+
+
+def test_converter_failure_names_step_and_model(tmp_path, tiny_vd_model, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ov, "convert_model", boom)
+    with pytest.raises(ExportError, match=r"^OpenVINO conversion of Res2Net failed: boom$"):
+        export_openvino(tiny_vd_model, tmp_path / "m")

@@ -13,8 +13,9 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -28,6 +29,8 @@ LOGITS_NAME = "logits"
 PROBS_NAME = "probabilities"
 MAX_BATCH = 1024  # upper bound of the dynamic batch dimension (a bound helps torch.export's solver)
 EXAMPLE_BATCH = 2  # never trace with batch 1: torch.export would specialise the batch dimension to 1
+
+T = TypeVar("T")
 
 
 class ExportError(Res2NetError, RuntimeError):
@@ -189,3 +192,41 @@ def quiet() -> Iterator[None]:
             lg.setLevel(level)
         if buf.getvalue().strip():
             log.debug("%s", buf.getvalue().strip())
+
+
+def convert_quietly(convert: Callable[[], T], what: str, name: str) -> T:
+    """``convert()`` under :func:`quiet`; any failure becomes ``ExportError("{what} of {name} failed: ...")``.
+
+    The converters (ONNX, OpenVINO, ExecuTorch) print progress and raise errors that name neither the
+    step nor the model; this is the one place that silences the former and labels the latter.
+    """
+    try:
+        with quiet():
+            return convert()
+    except Exception as e:
+        raise ExportError(f"{what} of {name} failed: {e}") from e
+
+
+def convert_program(
+    model: nn.Module,
+    h: int,
+    w: int,
+    convert: Callable[[torch.export.ExportedProgram], T],
+    *,
+    what: str,
+    fmt: str,
+    softmax: bool,
+    dynamic_batch: bool,
+    batch_size: int = 1,
+) -> tuple[T, dict[str, str]]:
+    """Capture ``model`` in eval mode (:func:`export_program`), ``convert`` the program
+    (:func:`convert_quietly`, the model named by its class) and describe it (:func:`metadata`).
+
+    The ONNX and OpenVINO exports are this same sequence with another converter; they then rename
+    tensors and attach the metadata in their own format. Returns ``(converted, metadata)``.
+    """
+    with eval_mode(model):
+        program = export_program(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, batch_size=batch_size)
+        converted = convert_quietly(lambda: convert(program), what, type(model).__name__)
+        meta = metadata(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt=fmt, batch_size=batch_size)
+    return converted, meta

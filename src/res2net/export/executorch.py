@@ -28,6 +28,7 @@ from torch import nn
 
 from res2net.export._common import (
     ExportError,
+    convert_quietly,
     eval_mode,
     export_program,
     input_hw,
@@ -137,12 +138,11 @@ def export_pte(
             program = quantize_pt2e(model, h, w, data, softmax=softmax, batch_size=batch_size)
         else:
             program = export_program(model, h, w, softmax=softmax, dynamic_batch=False, batch_size=batch_size)
-        try:
-            with quiet():
-                edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-                et_program = edge.to_executorch()
-        except Exception as e:
-            raise ExportError(f"ExecuTorch lowering of {model_name(model)} failed: {e}") from e
+        et_program = convert_quietly(
+            lambda: to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch(),
+            "ExecuTorch lowering",
+            model_name(model),
+        )
         meta = metadata(model, h, w, softmax=softmax, dynamic_batch=False, fmt="pte")
     meta["input_shape"] = json.dumps([batch_size, 3, h, w])
     meta["precision"] = precision

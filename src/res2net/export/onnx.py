@@ -20,11 +20,9 @@ from torch import nn
 from res2net.export._common import (
     INPUT_NAME,
     ExportError,
-    eval_mode,
-    export_program,
+    convert_program,
     input_hw,
     log,
-    metadata,
     output_name,
     output_path,
     quiet,
@@ -62,22 +60,25 @@ def export_onnx(
         raise ExportError(f"opset {opset} is too old; res2net exports ONNX opset >= {MIN_OPSET}")
     h, w = input_hw(input_size)
     path = output_path(path, ".onnx")
-    with eval_mode(model):
-        program = export_program(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, batch_size=batch_size)
-        try:
-            with quiet():
-                onnx_program = torch.onnx.export(
-                    program,
-                    dynamo=True,
-                    opset_version=opset,
-                    input_names=[INPUT_NAME],
-                    output_names=[output_name(softmax)],
-                    optimize=True,
-                    verbose=False,
-                )
-        except Exception as e:
-            raise ExportError(f"ONNX export of {type(model).__name__} failed: {e}") from e
-        meta = metadata(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt="onnx", batch_size=batch_size)
+    onnx_program, meta = convert_program(
+        model,
+        h,
+        w,
+        lambda program: torch.onnx.export(
+            program,
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[output_name(softmax)],
+            optimize=True,
+            verbose=False,
+        ),
+        what="ONNX export",
+        fmt="onnx",
+        softmax=softmax,
+        dynamic_batch=dynamic_batch,
+        batch_size=batch_size,
+    )
     ir_model = onnx_program.model
     if dynamic_batch:
         _name_batch_dim(ir_model)

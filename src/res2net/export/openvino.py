@@ -13,18 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from res2net.export._common import (
-    INPUT_NAME,
-    ExportError,
-    eval_mode,
-    export_program,
-    input_hw,
-    log,
-    metadata,
-    output_name,
-    output_path,
-    quiet,
-)
+from res2net.export._common import INPUT_NAME, convert_program, input_hw, log, output_name, output_path
 
 
 def export_openvino(
@@ -46,16 +35,17 @@ def export_openvino(
 
     h, w = input_hw(input_size)
     path = output_path(path, ".xml")
-    with eval_mode(model):
-        program = export_program(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, batch_size=batch_size)
-        try:
-            with quiet():
-                ov_model = ov.convert_model(program)
-        except Exception as e:
-            raise ExportError(f"OpenVINO conversion of {type(model).__name__} failed: {e}") from e
-        meta = metadata(
-            model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt="openvino", batch_size=batch_size
-        )
+    ov_model, meta = convert_program(
+        model,
+        h,
+        w,
+        ov.convert_model,
+        what="OpenVINO conversion",
+        fmt="openvino",
+        softmax=softmax,
+        dynamic_batch=dynamic_batch,
+        batch_size=batch_size,
+    )
     in_chans = ov_model.inputs[0].get_partial_shape()[1]
     ov_model.reshape({0: ov.PartialShape([-1 if dynamic_batch else batch_size, in_chans, h, w])})
     ov_model.inputs[0].get_tensor().set_names({INPUT_NAME})
