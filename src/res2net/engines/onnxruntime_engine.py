@@ -7,14 +7,10 @@ calibrated activations). Both are cached, so only the first run exports or calib
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import numpy as np
 
+from res2net.engines._exported import cached_export, cached_int8
 from res2net.engines.base import BuildContext, Engine, EngineError, default_threads
-
-log = logging.getLogger("res2net.engines")
 
 
 def _ort():
@@ -29,11 +25,7 @@ def build_onnx(ctx: BuildContext) -> str:
     """Path of the cached fp32 ONNX export (dynamic batch) for ``ctx``'s model, exporting it if needed."""
     from res2net.export.onnx import export_onnx
 
-    def build(d: Path) -> None:
-        log.info("exporting %s to ONNX (one-time, cached in %s)", ctx.model_id, d)
-        export_onnx(ctx.model_factory(), d / "model.onnx", dynamic_batch=True, input_size=ctx.input_size)
-
-    return str(ctx.cache.get_or_build(ctx.key("onnx", "fp32"), build) / "model.onnx")
+    return cached_export(ctx, "onnx", "model.onnx", export_onnx, "exporting %s to ONNX")
 
 
 class OnnxRuntimeEngine(Engine):
@@ -86,15 +78,7 @@ class OnnxRuntimeEngine(Engine):
     def _build_int8(self, ctx: BuildContext, fp32_path: str) -> str:
         from res2net.export.quantize import quantize_onnx
 
-        def build(d: Path) -> dict:
-            if ctx.calibration is None:
-                raise EngineError("int8 needs calibration images")
-            log.info("calibrating int8 ONNX model (one-time, cached in %s)", d)
-            data = ctx.calibration()
-            quantize_onnx(fp32_path, d / "model.onnx", data)
-            return {"calibration_images": len(data)}
-
-        return str(ctx.cache.get_or_build(self.key, build) / "model.onnx")
+        return cached_int8(ctx, self.key, fp32_path, "model.onnx", quantize_onnx, "calibrating int8 ONNX model")
 
     def describe(self) -> str:
         split = f", batches split over {self.threads} threads" if self._split_options is not None else ""

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import logging
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 
+from res2net.engines._exported import cached_export, cached_int8
 from res2net.engines.base import BuildContext, Engine, EngineError, default_threads
-
-log = logging.getLogger("res2net.engines")
 
 _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: layers NNCF left in float stay f32
 _MAX_COMPILED = 4  # static-shape compilations kept per engine (batch sizes in use)
@@ -44,11 +41,7 @@ def build_ir(ctx: BuildContext) -> str:
     """Path of the cached fp32 OpenVINO IR (dynamic batch) for ``ctx``'s model, converting it if needed."""
     from res2net.export.openvino import export_openvino
 
-    def build(d: Path) -> None:
-        log.info("converting %s to OpenVINO IR (one-time, cached in %s)", ctx.model_id, d)
-        export_openvino(ctx.model_factory(), d / "model.xml", dynamic_batch=True, input_size=ctx.input_size)
-
-    return str(ctx.cache.get_or_build(ctx.key("openvino", "fp32"), build) / "model.xml")
+    return cached_export(ctx, "openvino", "model.xml", export_openvino, "converting %s to OpenVINO IR")
 
 
 class OpenVINOEngine(Engine):
@@ -113,15 +106,8 @@ class OpenVINOEngine(Engine):
     def _build_int8(self, ctx: BuildContext, fp32_xml: str) -> str:
         from res2net.export.quantize import quantize_openvino
 
-        def build(d: Path) -> dict:
-            if ctx.calibration is None:
-                raise EngineError("int8 needs calibration images")
-            log.info("calibrating int8 OpenVINO model with NNCF (one-time, cached in %s)", d)
-            data = ctx.calibration()
-            quantize_openvino(fp32_xml, d / "model.xml", data)
-            return {"calibration_images": len(data)}
-
-        return str(ctx.cache.get_or_build(self.key, build) / "model.xml")
+        doing = "calibrating int8 OpenVINO model with NNCF"
+        return cached_int8(ctx, self.key, fp32_xml, "model.xml", quantize_openvino, doing)
 
     def _requests(self, mode: str, batch: int) -> list:
         """Infer requests of a model compiled for exactly ``batch`` images (static shapes are fastest)."""
