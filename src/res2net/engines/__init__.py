@@ -2,7 +2,7 @@
 
 ``create_engine(name, precision, ctx)`` builds one engine; :func:`auto_candidates` lists the
 ``(engine, precision)`` pairs ``engine="auto"`` tries, fastest first for this machine. The ranking
-comes from ``benchmarks/predict_latency.py`` (docs/predict.md, "Speed"): on CPUs with int8 dot products
+comes from ``res2net benchmark`` (docs/benchmarks.md, "Inference latency"): on CPUs with int8 dot products
 (VNNI/AMX) OpenVINO int8 is fastest, then ONNX Runtime int8; with native bf16, OpenVINO bf16; then
 OpenVINO fp32 (which already beats PyTorch eager), ONNX Runtime fp32 and PyTorch. A reduced
 precision is only used after its accuracy check against PyTorch fp32 passed (see the Predictor).
