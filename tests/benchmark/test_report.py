@@ -100,3 +100,20 @@ def test_four_charts(tmp_path):
     ]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+def test_ratios_against_each_anchor():
+    """timm is an anchor too: a ratio table against it, and a 'vs timm' end-to-end column when it ran."""
+    result = synthetic()
+    m = "Res2Net50_vd_26w_4s"
+    result.latency += [rec(m, "timm fp32", bs, ms) for bs, ms in ((1, 80.0), (4, 300.0), (8, 600.0))]
+    result.e2e.append(E2ERecord(m, "timm", "fp32", "timm fp32", 8, 64, 3, 4.0, 16.0))
+    md = markdown(result)
+    paddle, timm = md.index("relative to PaddleClas's engine"), md.index("#### Latency relative to timm")
+    assert paddle < timm
+    assert "| Res2Net50_vd_26w_4s | openvino fp32 | 0.50x | 0.50x | 0.50x |" in md[paddle:timm]
+    assert "| Res2Net50_vd_26w_4s | openvino fp32 | 0.39x | 0.35x | 0.35x |" in md[timm:]
+    assert "| Res2Net50_vd_26w_4s | paddle fp32 | 0.78x | 0.70x | 0.69x |" in md[timm:]
+    assert "| Images/s | vs Paddle predict_cls | vs timm |" in md
+    assert "| Res2Net50_vd_26w_4s | openvino int8 | 8 | 64 | 32.0 | 4.00x | 2.00x |" in md
+    assert "vs timm" not in markdown(synthetic())  # no timm run, no timm column (existing layout kept)

@@ -1,10 +1,10 @@
 """``res2net benchmark``: the seed's latency tables (and charts) reproduced on this machine.
 
-    res2net benchmark                                          # Res2Net50_vd, CPU, engines vs Paddle, bs 1/4/8
+    res2net benchmark                                  # Res2Net50_vd, CPU, engines vs Paddle and timm, bs 1/4/8
     res2net benchmark --models seed --engines openvino paddle --precisions fp32 int8 --plot
     res2net benchmark --device cuda --engines cudagraph compile pt2 --precisions fp32 fp16 bf16 --no-e2e
 
-Writes ``benchmark.md`` (seed-layout tables, ratios to PaddleClas's engine, end-to-end images/s),
+Writes ``benchmark.md`` (seed-layout tables, ratios to PaddleClas's engine and to timm, end-to-end images/s),
 ``latency.csv``, ``e2e.csv``, ``benchmark.json`` and with ``--plot`` the four charts into ``--output-dir``,
 and prints the markdown. Benchmarks on a busy machine are noisy: runners are timed alternately, so
 ratios hold up better than absolute numbers; state the load with the results.
@@ -22,9 +22,9 @@ from res2net.benchmark.seed import SEED_BENCHMARK_MODELS
 
 log = logging.getLogger("res2net.benchmark")
 
-CPU_ENGINES = ["torch", "onnxruntime", "openvino", "auto", "paddle"]
+CPU_ENGINES = ["torch", "onnxruntime", "openvino", "auto", "paddle", "timm"]
 CPU_PRECISIONS = ["fp32", "bf16", "int8"]
-GPU_ENGINES = ["torch", "cudagraph"]  # add compile / pt2 explicitly: they compile for minutes
+GPU_ENGINES = ["torch", "cudagraph", "timm"]  # add compile / pt2 explicitly: they compile for minutes
 GPU_PRECISIONS = ["fp32", "fp16", "bf16"]
 
 

@@ -37,7 +37,7 @@ log = logging.getLogger("res2net.benchmark")
 class Settings:
     models: list[str]
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 8])
-    engines: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino", "auto", "paddle"])
+    engines: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino", "auto", "paddle", "timm"])
     precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16", "int8"])
     device: str = "cpu"
     threads: int | None = 2
@@ -295,7 +295,7 @@ def _build_runners(model: nn.Module, name: str, settings: Settings, result: Benc
             compile_mode=settings.compile_mode,
         )
         try:
-            check_supported(engine, precision, settings.device)  # before starting a worker for nothing
+            check_supported(engine, precision, settings.device, model=name)  # before starting a worker for nothing
             if settings.isolate and engine != "paddle":  # the Paddle anchor always has its own process
                 spec = dict(model=name, weights=settings.weights, num_classes=settings.num_classes, engine=engine,
                             precision=precision, **options)  # fmt: skip

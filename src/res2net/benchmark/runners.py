@@ -14,7 +14,9 @@
 On CUDA, fp32 means fp32: TF32 convolutions/matmuls are switched off for the process, so fp32
 numbers are comparable with the seed's FP32 column and fp32 outputs with the CPU reference.
 * ``paddle``: PaddleClas's own deployment engine (Paddle Inference + oneDNN), same weights, in its own
-  interpreter (:mod:`res2net.benchmark.paddle_anchor`) — the anchor every ratio is taken against.
+  interpreter (:mod:`res2net.benchmark.paddle_anchor`) — the first anchor ratios are taken against.
+* ``timm``: timm's own Res2Net as a timm user runs it (eager, NCHW, ``inference_mode``; autocast for
+  bf16 / fp16), same weights (:mod:`res2net.benchmark.timm_anchor`) — the second anchor.
 
 pt2 / torchscript / compile artifacts are built once and cached like the Predictor's (keyed by the
 weights' digest) in ``$RES2NET_HOME/artifacts``.
@@ -38,7 +40,8 @@ from res2net.errors import Res2NetError
 
 PREDICTOR_ENGINES = ("torch", "onnxruntime", "openvino")
 ARTIFACT_ENGINES = ("pt2", "torchscript")
-ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, "paddle")
+ANCHOR_ENGINES = ("paddle", "timm")  # not ours: what our engines are compared against
+ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, *ANCHOR_ENGINES)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -496,8 +499,12 @@ class RemoteRunner(Runner):
                 stream.close()
 
 
-def check_supported(engine: str, precision: str | None, device: str) -> None:
-    """Raise :class:`Unsupported` if ``engine`` cannot run ``precision`` on ``device`` here — without building it."""
+def check_supported(engine: str, precision: str | None, device: str, model: str | None = None) -> None:
+    """Raise :class:`Unsupported` if ``engine`` cannot run ``precision`` on ``device`` here — without building it.
+
+    ``model`` (a zoo name), when given, is checked too where an engine covers only some models
+    (timm), so no worker process is started just to report that.
+    """
     if engine not in ENGINES:
         raise Res2NetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if engine in PREDICTOR_ENGINES:
@@ -513,6 +520,10 @@ def check_supported(engine: str, precision: str | None, device: str) -> None:
             raise Unsupported(f"paddle {precision}: the anchor is fp32 (PaddleClas's CPU deployment)")
         if device != "cpu":
             raise Unsupported("paddle: the anchor runs Paddle Inference on the CPU (oneDNN)")
+    elif engine == "timm":
+        from res2net.benchmark.timm_anchor import check_timm
+
+        check_timm(model, precision or "fp32", device)
     elif engine != "auto":
         if engine == "cudagraph" and not device.startswith("cuda"):
             raise Unsupported("cudagraph: CUDA graphs need a CUDA device")
@@ -557,6 +568,10 @@ def build_runner(
         return ArtifactRunner(
             model, engine, precision or "fp32", device=device, input_size=input_size, cache_dir=cache_dir
         )
+    if engine == "timm":
+        from res2net.benchmark.timm_anchor import TimmRunner
+
+        return TimmRunner(model, precision or "fp32", device=device, input_size=input_size, check=check)
     if engine == "paddle":
         return PaddleRunner(model, device=device, threads=threads or 2, input_size=input_size, program=paddle_program)
     raise Res2NetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
