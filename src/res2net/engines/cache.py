@@ -21,7 +21,7 @@ from pathlib import Path
 from res2net.weights.hub import res2net_home
 
 # Bump when what goes into an artifact changes (exporter options, quantization recipe).
-ARTIFACT_VERSION = 4
+ARTIFACT_VERSION = 5
 
 
 @dataclass(frozen=True)
