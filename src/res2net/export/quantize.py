@@ -18,9 +18,10 @@ Outlier images: MinMax ranges are only as good as the worst calibration image. A
 answer a few inputs with activations two orders of magnitude above the rest (the trained digits
 Res2Net50_vd_26w_4s: 5 of 300 training images reach 309 at the last residual output against a median
 per-image maximum of 1.5, and 156 at the logits against 4.5); their extremes then set every range
-and int8 rounding swamps the other images' activations. Both recipes therefore first run the fp32
-model on the calibration images and leave out the :data:`OUTLIER_FRACTION` with the largest
-(centred) logit norm (:func:`trim_outliers`); at inference those few inputs are clipped instead.
+and int8 rounding swamps the other images' activations. Both recipes here (and ExecuTorch's,
+:func:`res2net.export.executorch.quantize_pt2e`) therefore first run the fp32 model on the
+calibration images and leave out the :data:`OUTLIER_FRACTION` with the largest (centred) logit
+norm (:func:`trim_outliers`); at inference those few inputs are clipped instead.
 Measured on that model (32 px, 300 calibration images from ``train_list.txt``, 359 val images;
 rel. logit error / top-1 agreement with fp32 / delta val accuracy in points):
 
