@@ -26,9 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from res2net.benchmark.runners import RemoteRunner, Runner, Unsupported, build_runner, check_supported
+from res2net.benchmark.runners import RemoteRunner, Runner, Unsupported, build_runner, check_supported, fp32_means_fp32
 from res2net.benchmark.timing import Summary
+from res2net.data.image import find_images
 from res2net.errors import Res2NetError
+from res2net.export.verify import default_images, preprocess_images
+from res2net.factory import create_model
+from res2net.models.zoo import get_card
+from res2net.runtime.base import cpu_flags
 
 log = logging.getLogger("res2net.benchmark")
 
@@ -124,7 +129,6 @@ def machine_info(device: str = "cpu") -> dict:
         info["usable_cpus"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError):
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    from res2net.engines.base import cpu_flags
 
     flags = cpu_flags()
     info["cpu_features"] = sorted(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
@@ -214,8 +218,6 @@ def random_weights_(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def _calibration_batch(model: nn.Module) -> torch.Tensor:
-    from res2net.export.verify import default_images, preprocess_images
-
     images = default_images()
     crop = getattr(getattr(getattr(model, "pretrained_cfg", None), "preprocess", None), "crop_size", 224)
     if images:
@@ -227,9 +229,6 @@ def build_model(name: str, weights: str | None, num_classes: int | None) -> nn.M
     """The fp32 eval model. Without weights: seeded random ones (the same every run, so cached
     exports and int8 calibrations are reused)."""
     import warnings
-
-    from res2net.models.factory import create_model
-    from res2net.models.zoo import get_card
 
     card = get_card(name)
     n = num_classes or card.config.num_classes
@@ -243,9 +242,6 @@ def build_model(name: str, weights: str | None, num_classes: int | None) -> nn.M
 
 def e2e_files(settings: Settings) -> list[Path]:
     """The end-to-end image list: the user's files, or the packaged photos repeated to ``e2e_count``."""
-    from res2net.data.image import find_images
-    from res2net.export.verify import default_images
-
     files = find_images(settings.e2e_images) if settings.e2e_images else default_images()
     files = [f for f in files if f.is_file()]
     if not files:
@@ -270,7 +266,6 @@ def run_benchmark(settings: Settings, command: str = "") -> BenchmarkResult:
     t0 = time.perf_counter()
     if settings.threads and settings.device == "cpu":
         torch.set_num_threads(settings.threads)
-    from res2net.benchmark.runners import fp32_means_fp32
 
     fp32_means_fp32(settings.device)  # every runner of this run, the Predictor's torch engine included
     result = BenchmarkResult(

@@ -30,8 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from res2net.benchmark.runners import TensorRunner, Unsupported, _check_torch_precision, random_batch
+from res2net.benchmark.runner_base import TensorRunner, Unsupported, check_torch_precision, random_batch
 from res2net.errors import Res2NetError
+from res2net.export.verify import default_images, preprocess_images
+from res2net.models.zoo import get_card, list_models
 
 # Res2NetConfig fields that decide the graph's compute (the rest are forward semantics or training).
 _ARCH_FIELDS = ("layers", "base_width", "scale", "cardinality", "deep_stem", "stem_width", "avg_down")
@@ -48,8 +50,6 @@ def timm_model_name(model_or_name: nn.Module | str) -> str:
     Raises :class:`Unsupported` (a skip with its reason) when timm has no such Res2Net, e.g. the
     PaddleClas-only depths 152/200 or ``res2net_tiny``.
     """
-    from res2net.models.zoo import get_card, list_models
-
     if isinstance(model_or_name, str):
         card = get_card(model_or_name)
         cfg, name = card.config, card.name
@@ -80,7 +80,7 @@ def _check_timm_available() -> None:
 
 def check_timm(model_name: str | None, precision: str, device: str) -> None:
     """Raise :class:`Unsupported` if the timm anchor cannot run here — before building anything."""
-    _check_torch_precision("timm", precision, device)
+    check_torch_precision("timm", precision, device)
     if device.startswith("cuda") and precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise Unsupported("timm bf16: this GPU has no bf16")
     _check_timm_available()
@@ -149,8 +149,6 @@ class TimmRunner(TensorRunner):
 
     def _check_same_logits(self, model: nn.Module) -> None:
         """Same semantics, same weights: timm must give our logits (recorded as ``parity``; warn if not)."""
-        from res2net.export.verify import default_images, preprocess_images
-
         images = default_images()
         if not images:
             return

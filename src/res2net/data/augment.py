@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 import torch
 
+from res2net.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from res2net.data.transforms import _INTERPOLATION, EvalTransform
-from res2net.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 
 
 def rand_crop_box(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from res2net.models.zoo import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from res2net.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 _INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 

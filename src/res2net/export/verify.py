@@ -27,7 +27,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.data.image import load_image
+from res2net.data.preprocess import Preprocess
+from res2net.data.transforms import EvalTransform
+from res2net.export import onnx as onnx_format
+from res2net.export import openvino as openvino_format
 from res2net.export._common import ExportError, InferenceModel, eval_mode
+from res2net.export.pt2 import load_pt2
+from res2net.export.pte import PteModel
+from res2net.export.torchscript import load_torchscript
 
 FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton", "pte")
 DEFAULT_ATOL = 1e-4
@@ -119,9 +127,7 @@ def load_artifact(
     if not path.exists():
         raise ExportError(f"{path}: no such file")
     if fmt in ("onnx", "triton"):
-        import onnxruntime as ort
-
-        from res2net.export.onnx import read_metadata
+        import onnxruntime as ort  # optional dependency (the deploy extra)
 
         onnx_path = _triton_onnx(path) if fmt == "triton" else path
         so = ort.SessionOptions()
@@ -133,21 +139,17 @@ def load_artifact(
             providers.insert(0, "CUDAExecutionProvider")
         sess = ort.InferenceSession(str(onnx_path), so, providers=providers)
         name = sess.get_inputs()[0].name
-        return Artifact(fmt, path, lambda x: sess.run(None, {name: x})[0], read_metadata(onnx_path))
+        return Artifact(fmt, path, lambda x: sess.run(None, {name: x})[0], onnx_format.read_metadata(onnx_path))
     if fmt == "openvino":
-        import openvino as ov
-
-        from res2net.export.openvino import read_metadata
+        import openvino as ov  # optional dependency (the deploy extra)
 
         config = {"INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         compiled = ov.Core().compile_model(str(path), "GPU" if device.startswith("gpu") else "CPU", config)
         request = compiled.create_infer_request()
-        return Artifact(fmt, path, lambda x: request.infer([x])[0].copy(), read_metadata(path))
+        return Artifact(fmt, path, lambda x: request.infer([x])[0].copy(), openvino_format.read_metadata(path))
     if fmt == "pt2":
-        from res2net.export.pt2 import load_pt2
-
         runner = load_pt2(path, device)
         meta = {k: v for k, v in runner.get_metadata().items() if not k.startswith("AOTI_")}
         dev = torch.device("cuda" if runner.get_metadata().get("AOTI_DEVICE_KEY") == "cuda" else "cpu")
@@ -159,11 +161,8 @@ def load_artifact(
 
         return Artifact(fmt, path, run_pt2, meta)
     if fmt == "pte":
-        from res2net.export.executorch import PteModel
-
         program = PteModel(path)  # ExecuTorch's runtime (XNNPACK), as an app runs the file
         return Artifact(fmt, path, lambda x: program(x).numpy(), program.metadata)
-    from res2net.export.torchscript import load_torchscript
 
     module, meta = load_torchscript(path, device)
     dtype = _input_dtype(meta)
@@ -190,10 +189,6 @@ def preprocess_images(
     images: Sequence, model: nn.Module, h: int, w: int, meta: dict[str, str] | None = None
 ) -> np.ndarray:
     """Decode and preprocess ``images`` (paths, bytes or arrays) as the export expects them."""
-    from res2net.data.image import load_image
-    from res2net.data.transforms import EvalTransform
-    from res2net.models.zoo import Preprocess
-
     card = getattr(model, "pretrained_cfg", None)
     pre = card.preprocess if card is not None else Preprocess()
     p = json.loads((meta or {}).get("preprocess", "null") or "null")

@@ -16,26 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from res2net.data.preprocess import Preprocess
 from res2net.errors import Res2NetError
 from res2net.models.res2net import Res2NetConfig
 
 PADDLE_BASE_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
 TIMM_BASE_URL = "https://huggingface.co/timm/"
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Eval preprocessing a checkpoint expects (PaddleClas: resize short 256, crop 224)."""
-
-    resize_short: int = 256
-    crop_size: int = 224
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    channel_order: str = "RGB"
 
 
 @dataclass(frozen=True)

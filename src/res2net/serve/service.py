@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from res2net._version import __version__
 from res2net.data.image import ImageError
 from res2net.models import get_card
 from res2net.serve.batching import DynamicBatcher, allowed_batch_sizes
@@ -256,8 +257,6 @@ class InferenceService:
 
     # ------------------------------------------------------------------------------------ OIP
     def server_metadata(self) -> dict:
-        from res2net import __version__
-
         return {"name": "res2net", "version": __version__, "extensions": EXTENSIONS}
 
     def model_metadata(self) -> dict:

@@ -8,7 +8,6 @@ different ``num_classes`` (fine-tuning): the file's head is then dropped and re-
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from res2net.models.res2net import Res2Net, Res2NetConfig
+from res2net.models.zoo import get_card, list_models
 from res2net.weights.formats import RawWeights, WeightsError, read_weights
 from res2net.weights.paddle import detect_key_style, paddle_key_maps
 
@@ -83,10 +83,8 @@ def _expected_shapes(model: nn.Module) -> dict[str, torch.Size]:
 
 def guess_model(raw: RawWeights) -> str | None:
     """The registered model whose key set and shapes this file matches exactly (ignoring the head size)."""
-    from res2net.models.zoo import _REGISTRY
-
     family = "paddleclas" if weights_origin(raw) == "paddle" else "timm"
-    for card in sorted(_REGISTRY.values(), key=lambda c: c.family != family):
+    for card in sorted(map(get_card, list_models()), key=lambda c: c.family != family):
         cfg = card.config
         with torch.device("meta"):
             expected = _expected_shapes(Res2Net(cfg))
@@ -184,42 +182,3 @@ def _mismatch_message(raw: RawWeights, cfg: Res2NetConfig, missing, unexpected, 
     if guess:
         lines.append(f"  This file looks like weights for {guess!r}: create_model({guess!r}, pretrained=...).")
     return "\n".join(lines)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def convert_to_safetensors(src: str | Path, dst: str | Path, model_name: str | None = None) -> dict[str, str]:
-    """Convert ``src`` (any supported format) to ``dst`` .safetensors with provenance metadata.
-
-    The model is guessed from the file when ``model_name`` is not given. Returns the metadata.
-    """
-    from safetensors.torch import save_file
-
-    from res2net.models.factory import create_model
-
-    raw = read_weights(src)
-    if model_name is None:
-        model_name = guess_model(raw)
-        if model_name is None:
-            raise WeightsError(f"{src}: could not tell which model these weights belong to; pass --model NAME")
-    model = create_model(model_name, pretrained=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        origin = load_weights(model, src)
-    meta = {
-        "format": "res2net",
-        "model": model_name,
-        "origin": origin,
-        "source": Path(src).name,
-        "source_sha256": sha256_file(src),
-    }
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(dst), metadata=meta)
-    return meta
