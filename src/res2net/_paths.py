@@ -23,3 +23,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def state_digest(model) -> str:
+    """Hex sha256 of a module's state: every tensor's name, shape and bytes, in name order.
+
+    What identifies an in-memory model's weights where there is no file to hash (a model passed to
+    the Predictor, the benchmark's random weights) in artifact cache keys.
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -31,10 +31,10 @@ import res2net
 from res2net.data.image import ImageError, load_image
 from res2net.data.transforms import EvalTransform
 from res2net.export.quantize import sample_images
+from res2net.models.fuse import fold_batchnorm
 from res2net.predict import Predictor, load_labels
-from res2net.predict.predictor import _softmax_topk
+from res2net.predict.postprocess import top_k
 from res2net.runtime import auto_candidates, engine_class
-from res2net.runtime.torch_engine import fold_batchnorm
 from tests.utils import assert_logits_close, randomize_
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def test_auto_picks_fastest_checked_engine_and_caches(digits_model, digits, cach
     q = Predictor(digits_model.model_name, digits_model.weights, engine="auto", **kw)
     assert (q.engine_name, q.precision) == first and q._module is None
     # a reduced precision that fails its check is skipped, with the reason, for the next candidate
-    monkeypatch.setattr("res2net.runtime.base.REDUCED_MIN_TOP1", 1.01)
+    monkeypatch.setattr("res2net.accuracy.REDUCED_MIN_TOP1", 1.01)
     other = Predictor(digits_model.model_name, digits_model.weights, engine="auto", **kw)
     assert other.precision == "fp32" and other.accuracy.passed  # cached verdicts are re-judged too
 
@@ -187,7 +187,7 @@ def test_predict_results(tiny_weights, cache):
 
 
 def test_softmax_topk_and_labels(tmp_path):
-    idx, probs = _softmax_topk(np.array([[1.0, 3.0, 2.0, 1000.0]]), 3)
+    idx, probs = top_k(np.array([[1.0, 3.0, 2.0, 1000.0]]), 3)
     assert idx.tolist() == [[3, 1, 2]] and np.isfinite(probs).all() and probs[0, 0] == pytest.approx(1.0)
     labels = load_labels()
     assert len(labels) == 1000 and labels[0] == "tench, Tinca tinca" and labels[285] == "Egyptian cat"

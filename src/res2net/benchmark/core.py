@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from res2net.accuracy import PRECISIONS as ENGINE_PRECISIONS
 from res2net.benchmark.runners import RemoteRunner, Runner, Unsupported, build_runner, check_supported, fp32_means_fp32
 from res2net.benchmark.timing import Summary
 from res2net.data.image import find_images
@@ -34,6 +35,7 @@ from res2net.export.verify import default_images, preprocess_images
 from res2net.factory import create_model
 from res2net.models.zoo import get_card
 from res2net.runtime.base import cpu_flags
+from res2net.weights.hub import is_official
 
 log = logging.getLogger("res2net.benchmark")
 
@@ -43,7 +45,7 @@ class Settings:
     models: list[str]
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 8])
     engines: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino", "auto", "paddle", "timm"])
-    precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16", "int8"])
+    precisions: list[str] = field(default_factory=lambda: list(ENGINE_PRECISIONS))
     device: str = "cpu"
     threads: int | None = 2
     input_size: int = 224
@@ -236,7 +238,7 @@ def build_model(name: str, weights: str | None, num_classes: int | None) -> nn.M
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return random_weights_(create_model(card.name, num_classes=n))
-    pretrained: bool | str = True if weights.lower() in ("official", "pretrained") else weights
+    pretrained: bool | str = True if is_official(weights) else weights
     return create_model(card.name, pretrained=pretrained, num_classes=n).eval()
 
 

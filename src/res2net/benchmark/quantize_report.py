@@ -30,16 +30,17 @@ import torch
 from res2net.data.datasets import DatasetError, read_list_file, scan_image_folder
 from res2net.data.image import load_image
 from res2net.errors import Res2NetError
+from res2net.export.executorch import PRECISIONS as PTE_PRECISIONS
 from res2net.export.executorch import PteModel, export_pte
 from res2net.export.quantize import calibration_data, calibration_files, sample_images
 from res2net.predict import Predictor
-from res2net.runtime import EngineError, compare_logits, engine_class
+from res2net.runtime import ENGINE_NAMES, EngineError, compare_logits, engine_class
 from res2net.runtime.base import array_digest
 from res2net.runtime.cache import ArtifactCache, ArtifactKey
 
 log = logging.getLogger("res2net.report")
 
-ENGINES = ("torch", "onnxruntime", "openvino", "executorch")
+ENGINES = (*ENGINE_NAMES, "executorch")
 DEFAULT_BATCH_SIZES = (1, 4, 8)
 PTE_RECIPE = 2  # bump when export_pte's output changes (2: PT2E calibration in batches), to rebuild cached .pte
 
@@ -203,7 +204,7 @@ def quantize_report(
     rows: list[ReportRow] = []
     for engine in engines:
         for precision in precisions:
-            supported = ("fp32", "int8") if engine == "executorch" else engine_class(engine).precisions
+            supported = PTE_PRECISIONS if engine == "executorch" else engine_class(engine).precisions
             if precision not in supported:
                 continue  # e.g. torch int8: not a path this library offers
             row = ReportRow(engine, precision)

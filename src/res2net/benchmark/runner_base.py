@@ -6,7 +6,6 @@ build on it and the runner table can import them without a cycle.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -29,14 +28,6 @@ class Unsupported(Res2NetError):
 def random_batch(batch_size: int, input_size: int, seed: int = 0) -> np.ndarray:
     """The model-only input: standard-normal float32 NCHW, as the seed's benchmark used (random tensor)."""
     return np.random.default_rng(seed).standard_normal((batch_size, 3, input_size, input_size), dtype=np.float32)
-
-
-def weights_digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 class Runner(ABC):

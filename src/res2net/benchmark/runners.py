@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net._paths import state_digest
+from res2net.accuracy import PRECISIONS as ENGINE_PRECISIONS
 from res2net.benchmark.paddle_anchor import PaddleAnchor, PaddleUnavailable, paddle_model_name, paddle_python
 from res2net.benchmark.runner_base import (
     Runner,
@@ -43,7 +45,6 @@ from res2net.benchmark.runner_base import (
     check_torch_precision,
     fp32_means_fp32,
     random_batch,
-    weights_digest,
 )
 from res2net.benchmark.timing import time_calls
 from res2net.benchmark.timm_anchor import TimmRunner, check_timm
@@ -51,16 +52,16 @@ from res2net.errors import Res2NetError
 from res2net.export.pt2 import export_pt2, load_pt2
 from res2net.export.torchscript import export_torchscript, load_torchscript
 from res2net.export.verify import default_images, preprocess_images
+from res2net.models.fuse import fold_batchnorm
 from res2net.predict import Predictor
-from res2net.runtime import engine_class
+from res2net.runtime import ENGINE_NAMES, engine_class
 from res2net.runtime.cache import ArtifactCache, ArtifactKey
-from res2net.runtime.torch_engine import fold_batchnorm
 
-PREDICTOR_ENGINES = ("torch", "onnxruntime", "openvino")
+PREDICTOR_ENGINES = ENGINE_NAMES
 ARTIFACT_ENGINES = ("pt2", "torchscript")
 ANCHOR_ENGINES = ("paddle", "timm")  # not ours: what our engines are compared against
 ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, *ANCHOR_ENGINES)
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "fp16", *ENGINE_PRECISIONS[1:])  # fp16: GPU only
 
 
 class PredictorRunner(Runner):
@@ -227,7 +228,7 @@ class ArtifactRunner(TensorRunner):
         cfg_digest = hashlib.sha256(repr(getattr(model, "cfg", "")).encode()).hexdigest()[:8]
         model_id = f"{getattr(card, 'name', type(model).__name__)}-{getattr(model, 'num_classes', 0)}c-{cfg_digest}"
         dev_type = torch.device(device).type
-        key = ArtifactKey(model_id, weights_digest(model), fmt, precision, input_size, dev_type)
+        key = ArtifactKey(model_id, state_digest(model), fmt, precision, input_size, dev_type)
         cache = ArtifactCache(cache_dir)
         filename = "model.pt2" if fmt == "pt2" else "model.pt"
 

@@ -8,7 +8,7 @@ fp32, or ``torch.autocast`` for bf16 / fp16 where the device has them — as tim
 ``validate.py --amp`` does. End to end it is timm's documented inference recipe:
 ``resolve_data_config`` + ``create_transform``, PIL decode, softmax, top-5. Two settings are the
 run's, not timm's defaults, so the comparison is like for like: ``--threads`` (every runner gets the
-same cores) and, on CUDA, fp32 without TF32 (:func:`res2net.benchmark.runners.fp32_means_fp32`).
+same cores) and, on CUDA, fp32 without TF32 (:func:`res2net.benchmark.runner_base.fp32_means_fp32`).
 
 Which timm model: the timm card of the zoo with the same graph (depth, width, scale, cardinality,
 stem, shortcut) — the registry already holds timm's Res2Nets as cards, so no second table exists.
@@ -33,11 +33,10 @@ from torch import nn
 from res2net.benchmark.runner_base import TensorRunner, Unsupported, check_torch_precision, random_batch
 from res2net.errors import Res2NetError
 from res2net.export.verify import default_images, preprocess_images
-from res2net.models.zoo import get_card, list_models
+from res2net.models.zoo import SEMANTICS, get_card, list_models
 
 # Res2NetConfig fields that decide the graph's compute (the rest are forward semantics or training).
 _ARCH_FIELDS = ("layers", "base_width", "scale", "cardinality", "deep_stem", "stem_width", "avg_down")
-TIMM_SEMANTICS = dict(stage_rule="downsample", pool_count_include_pad=True)
 
 
 def _arch(cfg) -> tuple:
@@ -110,7 +109,7 @@ class TimmRunner(TensorRunner):
         self.fn = self._forward
         self.data_config = timm.data.resolve_data_config({}, model=self.model)
         self.transform = timm.data.create_transform(**self.data_config)
-        same = all(getattr(model.cfg, k) == v for k, v in TIMM_SEMANTICS.items())
+        same = all(getattr(model.cfg, k) == v for k, v in SEMANTICS["timm"].items())
         how = f"{device}, {precision}{', torch.autocast' if self._amp else ''}, inference_mode, NCHW"
         semantics = (
             "" if same else "; timm's forward semantics, not PaddleClas's: same convolutions, logits differ a little"

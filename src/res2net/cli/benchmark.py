@@ -17,17 +17,19 @@ import logging
 import shlex
 import sys
 
+from res2net.accuracy import PRECISIONS as ENGINE_PRECISIONS
 from res2net.benchmark.core import Settings, run_benchmark
 from res2net.benchmark.plot import plot_charts
 from res2net.benchmark.report import load_json, markdown, write_all
-from res2net.benchmark.runners import ENGINES, PRECISIONS
+from res2net.benchmark.runners import ANCHOR_ENGINES, ENGINES, PRECISIONS, PREDICTOR_ENGINES
 from res2net.benchmark.seed import SEED_BENCHMARK_MODELS
 from res2net.errors import Res2NetError
+from res2net.weights.hub import is_official
 
 log = logging.getLogger("res2net.benchmark")
 
-CPU_ENGINES = ["torch", "onnxruntime", "openvino", "auto", "paddle", "timm"]
-CPU_PRECISIONS = ["fp32", "bf16", "int8"]
+CPU_ENGINES = [*PREDICTOR_ENGINES, "auto", *ANCHOR_ENGINES]
+CPU_PRECISIONS = list(ENGINE_PRECISIONS)
 GPU_ENGINES = ["torch", "cudagraph", "timm"]  # add compile / pt2 explicitly: they compile for minutes
 GPU_PRECISIONS = ["fp32", "fp16", "bf16"]
 
@@ -87,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
         )
     cuda = args.device.startswith("cuda")
     models = [m for name in args.models for m in (SEED_BENCHMARK_MODELS if name == "seed" else [name])]
-    if args.weights and args.weights.lower() not in ("official", "pretrained") and len(models) > 1:
+    if args.weights and not is_official(args.weights) and len(models) > 1:
         raise Res2NetError("--weights FILE fits one model; use --weights official for several")
     settings = Settings(
         models=models,

@@ -19,13 +19,12 @@ from res2net import export as ex
 from res2net.data.image import find_images
 from res2net.export import ExportError, verify_export
 from res2net.export.executorch import export_pte
+from res2net.export.verify import FORMATS
 from res2net.factory import create_model
 from res2net.models.zoo import get_card
+from res2net.weights.hub import is_official
 
 log = logging.getLogger("res2net.export")
-
-FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton", "pte")
-OFFICIAL = ("official", "pretrained")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +76,7 @@ def build_model(name: str, weights: str | None, num_classes: int | None):
         log.warning("no --weights: exporting %s with RANDOM weights (fine for a smoke test, useless otherwise)", name)
         pretrained: bool | str = False
     else:
-        pretrained = True if weights.lower() in OFFICIAL else weights
+        pretrained = True if is_official(weights) else weights
     return create_model(card.name, pretrained=pretrained, num_classes=n).eval()
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from res2net.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
-_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 
 
 # A sliver (say 20000x1 px) passes the decoder's pixel limit but would be resized to 256 x 5 million.
@@ -30,7 +30,7 @@ def resize_short(img: np.ndarray, size: int, interpolation: str = "bilinear") ->
         raise ValueError(
             f"a {w}x{h} image resized to short side {size} would be {new_w}x{new_h} pixels: aspect ratio too extreme"
         )
-    return cv2.resize(img, (new_w, new_h), interpolation=_INTERPOLATION[interpolation])
+    return cv2.resize(img, (new_w, new_h), interpolation=INTERPOLATION[interpolation])
 
 
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:

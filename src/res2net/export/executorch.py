@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.accuracy import PRECISIONS as ALL_PRECISIONS
 from res2net.data.transforms import EvalTransform
 from res2net.export._common import (
     ExportError,
@@ -42,7 +43,7 @@ from res2net.export.pte import PteModel, read_metadata, require_executorch, side
 from res2net.export.quantize import OUTLIER_FRACTION, calibration_data, trim_outliers
 from res2net.export.verify import verify_export
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = tuple(p for p in ALL_PRECISIONS if p != "bf16")  # XNNPACK has no bf16 path
 
 
 def eval_transform_for(model: nn.Module, h: int):

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.accuracy import FP32_ATOL, compare_outputs
+from res2net.accuracy import tolerance as accuracy_tolerance
 from res2net.data.image import load_image
 from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import EvalTransform
@@ -38,13 +40,12 @@ from res2net.export.pte import PteModel
 from res2net.export.torchscript import load_torchscript
 
 FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton", "pte")
-DEFAULT_ATOL = 1e-4
-LOGIT_SCALE = 10.0  # outputs up to this size are held to atol itself; larger ones proportionally
+DEFAULT_ATOL = FP32_ATOL
 
 
 def tolerance(atol: float, max_abs_ref: float) -> float:
-    """The fp32 tolerance for outputs of size ``max_abs_ref``: ``atol`` up to 10, relative beyond."""
-    return atol * max(1.0, max_abs_ref / LOGIT_SCALE)
+    """:func:`res2net.accuracy.tolerance` with the export API's argument order."""
+    return accuracy_tolerance(max_abs_ref, atol)
 
 
 def detect_format(path: str | Path) -> str:
@@ -230,26 +231,6 @@ class VerifyReport:
         return asdict(self)
 
 
-def compare_outputs(ours: np.ndarray, ref: np.ndarray, k: int = 5) -> dict[str, float]:
-    """Max abs difference, relative error of the per-image centred outputs, top-1 and ordered top-k agreement."""
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    if ours.shape != ref.shape:
-        raise ExportError(f"export output shape {ours.shape} differs from PyTorch's {ref.shape}")
-    centred = lambda t: t - t.mean(axis=1, keepdims=True)  # noqa: E731
-    rel = np.linalg.norm(centred(ours) - centred(ref), axis=1) / np.maximum(np.linalg.norm(centred(ref), axis=1), 1e-12)
-    k = min(k, ref.shape[1])
-    topk = lambda t: np.argsort(-t, axis=1, kind="stable")[:, :k]  # noqa: E731
-    finite = bool(np.isfinite(ours).all())
-    return {
-        "max_abs_diff": float(np.abs(ours - ref).max()) if finite else float("inf"),
-        "max_abs_ref": float(np.abs(ref).max()),
-        "rel_error": float(rel.mean()) if finite else float("inf"),
-        "top1_agreement": float((ours.argmax(1) == ref.argmax(1)).mean()),
-        "topk_agreement": float((topk(ours) == topk(ref)).all(axis=1).mean()),
-        "k": k,
-    }
-
-
 def verify_export(
     path: str | Path,
     model: nn.Module,
@@ -283,7 +264,10 @@ def verify_export(
     with eval_mode(model), torch.no_grad():
         cpu_model = model if next(model.parameters()).device.type == "cpu" else model.cpu()
         ref = InferenceModel(cpu_model, softmax)(torch.from_numpy(x)).float().numpy()
-    m = compare_outputs(ours, ref, topk)
+    try:
+        m = compare_outputs(ours, ref, topk)
+    except ValueError as e:
+        raise ExportError(f"export {e}") from None
     report = VerifyReport(
         format=artifact.fmt,
         path=str(path),

@@ -54,8 +54,14 @@ _PADDLE_LICENSE = (
 )
 _TIMM_LICENSE = "timm lists these weights as licence 'unknown'; trained by the Res2Net authors (CC BY-NC-SA 4.0 code)."
 
-_PADDLE = dict(stage_rule="stride", pool_count_include_pad=False)
-_TIMM = dict(stage_rule="downsample", pool_count_include_pad=True)
+# The forward semantics each ecosystem's weights were trained with (res2net.models.res2net docstring):
+# the one table the zoo's configs, the weights loader's warning and the timm anchor read.
+SEMANTICS: dict[str, dict] = {
+    "paddle": dict(stage_rule="stride", pool_count_include_pad=False),
+    "timm": dict(stage_rule="downsample", pool_count_include_pad=True),
+}
+_PADDLE = SEMANTICS["paddle"]
+_TIMM = SEMANTICS["timm"]
 _VD = dict(deep_stem=True, stem_width=32, avg_down=True)
 
 _DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 12, 48, 3)}

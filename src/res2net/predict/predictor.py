@@ -32,13 +32,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from res2net._paths import sha256_file
-from res2net.data.image import ImageError, ImageSource, _describe, find_images, load_image
+from res2net._paths import sha256_file, state_digest
+from res2net.data.image import ImageError, ImageSource, describe_source, find_images, load_image
 from res2net.data.transforms import EvalTransform
 from res2net.errors import Res2NetError
 from res2net.export.quantize import CHECK_SCALES, calibration_data, calibration_files, sample_views
 from res2net.factory import create_model
 from res2net.models.zoo import get_card
+from res2net.predict.postprocess import load_labels, top_k
 from res2net.runtime import (
     ENGINE_NAMES,
     PRECISIONS,
@@ -54,61 +55,16 @@ from res2net.runtime import (
 from res2net.runtime.base import array_digest, default_threads
 from res2net.weights.formats import read_weights
 from res2net.weights.hub import download_weights
-from res2net.weights.load import _convert
+from res2net.weights.load import convert_tensors
 
 log = logging.getLogger("res2net.predict")
 
 DEFAULT_MODEL = "Res2Net50_vd_26w_4s_ssld"
 
 
-# ----------------------------------------------------------------------------------------- labels
-def load_labels(path: str | Path | None = None) -> list[str]:
-    """Class names, one per line; ``"<id> <name>"`` lines (PaddleClas's format) are accepted.
-
-    ``None`` gives the ImageNet-1k names PaddleClas prints (``res2net/assets/imagenet1k_label_list.txt``).
-    """
-    if path is None:
-        from importlib import resources
-
-        text = (resources.files("res2net") / "assets" / "imagenet1k_label_list.txt").read_text()
-        source = "imagenet1k_label_list.txt"
-    else:
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise Res2NetError(f"{path}: cannot read the label file ({e.strerror})") from None
-        source = str(path)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    parts = [line.split(maxsplit=1) for line in lines]
-    if parts and all(len(p) == 2 and p[0].isdigit() for p in parts):
-        ids = [int(p[0]) for p in parts]
-        if ids != list(range(len(ids))):
-            raise Res2NetError(f"{source}: class ids must run 0..{len(ids) - 1} in order")
-        return [p[1] for p in parts]
-    return lines
-
-
-def _softmax_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    z = logits.astype(np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    probs = z / z.sum(axis=1, keepdims=True)
-    k = min(k, probs.shape[1])
-    idx = np.argsort(-logits, axis=1, kind="stable")[:, :k]  # logits: no ties from underflowed probabilities
-    return idx, np.take_along_axis(probs, idx, axis=1)
-
-
-def _state_digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def _infer_num_classes(path: Path, model_name: str) -> int | None:
     """The classifier size stored in a weights file (``None`` if it has no classifier we recognise)."""
-    tensors = _convert(read_weights(path), get_card(model_name).config)
+    tensors = convert_tensors(read_weights(path), get_card(model_name).config)
     fc = tensors.get("fc.weight")
     return int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None
 
@@ -205,7 +161,7 @@ class Predictor:
             self.card = card
             self.num_classes = int(getattr(model, "num_classes", 0) or 0) or None
             self.weights_path = None
-            self.weights_sha256 = _state_digest(model)
+            self.weights_sha256 = state_digest(model)
             cfg = getattr(model, "cfg", None)
         else:
             self.card = get_card(model)
@@ -372,7 +328,7 @@ class Predictor:
         try:
             return self.transform(img)
         except (ValueError, cv2.error) as e:
-            raise ImageError(f"{_describe(source)}: cannot preprocess ({e})") from None
+            raise ImageError(f"{describe_source(source)}: cannot preprocess ({e})") from None
 
     def preprocess(self, images) -> torch.Tensor:
         """Images (paths, folders, globs, bytes, arrays, PIL images) -> float32 NCHW tensor, PaddleClas-exact."""
@@ -392,7 +348,7 @@ class Predictor:
         return torch.from_numpy(out) if is_tensor else out
 
     def _results(self, logits: np.ndarray, names: list[str | None], topk: int) -> list[dict]:
-        idx, probs = _softmax_topk(logits, topk)
+        idx, probs = top_k(logits, topk)
         label = lambda i: self.labels[i] if i < len(self.labels) else str(i)  # noqa: E731
         return [
             {

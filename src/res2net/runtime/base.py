@@ -20,15 +20,9 @@ from typing import ClassVar
 import numpy as np
 from torch import nn
 
+from res2net.accuracy import AccuracyReport, judge
 from res2net.errors import Res2NetError
 from res2net.runtime.cache import ArtifactCache, ArtifactKey
-
-PRECISIONS = ("fp32", "bf16", "int8")
-
-# Accuracy-check thresholds (see docs/predict.md "How engines are trusted").
-FP32_ATOL = 1e-4  # max |logit difference| for an fp32 engine, scaled by max(1, max|logit| / 10)
-REDUCED_MAX_REL_ERROR = 0.10  # mean relative error of the centred logits for bf16 / int8
-REDUCED_MIN_TOP1 = 0.90  # fraction of check images whose top-1 class is unchanged
 
 
 class EngineError(Res2NetError):
@@ -99,67 +93,6 @@ class Engine(ABC):
             meta = self.cache.read_meta(self.key) or {}
             meta.setdefault("checks", {})[check_digest] = asdict(report)
             self.cache.write_meta(self.key, meta)
-
-
-@dataclass
-class AccuracyReport:
-    """How an engine's logits compare with PyTorch eager fp32 on the same preprocessed images."""
-
-    engine: str
-    precision: str
-    images: int
-    max_abs_diff: float  # max |logit difference|
-    max_abs_logit: float  # max |reference logit|: the scale max_abs_diff is judged against
-    rel_error: float  # mean over images of ||d(ours) - d(ref)|| / ||d(ref)||, d = logits minus their mean
-    top1_agreement: float  # fraction of images with the same top-1 class
-    passed: bool
-    reason: str = ""
-
-    def summary(self) -> str:
-        verdict = "passed" if self.passed else f"FAILED ({self.reason})"
-        return (
-            f"accuracy check vs PyTorch fp32 on {self.images} images: max |logit diff| {self.max_abs_diff:.2e}, "
-            f"rel. logit error {self.rel_error:.2%}, top-1 agreement {self.top1_agreement:.0%} -> {verdict}"
-        )
-
-
-def compare_logits(ours: np.ndarray, ref: np.ndarray, engine: str, precision: str) -> AccuracyReport:
-    """Measure ``ours`` against the reference logits ``ref`` and judge them by ``precision``'s thresholds."""
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    if ours.shape != ref.shape:
-        return AccuracyReport(engine, precision, len(ref), np.inf, 0.0, np.inf, 0.0, False, f"shape {ours.shape}")
-    finite = bool(np.isfinite(ours).all())
-    diff = float(np.abs(ours - ref).max()) if ours.size and finite else (0.0 if finite else np.inf)
-    scale = float(np.abs(ref).max()) if ref.size else 0.0
-    centred = lambda t: t - t.mean(axis=1, keepdims=True)  # noqa: E731
-    num = np.linalg.norm(centred(ours) - centred(ref), axis=1)
-    den = np.maximum(np.linalg.norm(centred(ref), axis=1), 1e-12)
-    rel = float((num / den).mean()) if finite else np.inf
-    top1 = float((ours.argmax(1) == ref.argmax(1)).mean())
-    return judge(AccuracyReport(engine, precision, len(ref), diff, scale, rel, top1, False))
-
-
-def judge(report: AccuracyReport) -> AccuracyReport:
-    """Set ``passed``/``reason`` from the measured numbers and the current thresholds.
-
-    Cached reports are re-judged on load, so changing a threshold never trusts a stale verdict.
-    """
-    r = report
-    if not (np.isfinite(r.max_abs_diff) and np.isfinite(r.rel_error)):
-        r.passed, r.reason = False, "non-finite logits"
-    elif r.precision == "fp32":
-        tol = FP32_ATOL * max(1.0, r.max_abs_logit / 10.0)
-        r.passed, r.reason = r.max_abs_diff <= tol, f"max |logit diff| {r.max_abs_diff:.2e} > {tol:.1e}"
-    elif r.rel_error > REDUCED_MAX_REL_ERROR:
-        r.passed, r.reason = False, f"rel. logit error {r.rel_error:.2%} > {REDUCED_MAX_REL_ERROR:.0%}"
-    elif r.top1_agreement < REDUCED_MIN_TOP1:
-        r.passed, r.reason = False, f"top-1 agreement {r.top1_agreement:.0%} < {REDUCED_MIN_TOP1:.0%}"
-    else:
-        r.passed = True
-    r.passed = bool(r.passed)
-    if r.passed:
-        r.reason = ""
-    return r
 
 
 def array_digest(*arrays: np.ndarray) -> str:

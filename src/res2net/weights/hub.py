@@ -22,6 +22,12 @@ from res2net.models.zoo import PADDLE_BASE_URL, TIMM_BASE_URL, ModelCard, get_ca
 from res2net.weights.formats import WeightsError
 
 _CHUNK = 1 << 16
+OFFICIAL_WEIGHTS = ("official", "pretrained")  # what --weights / weights= accept for "the released weights"
+
+
+def is_official(weights: str) -> bool:
+    """Whether a ``--weights`` value names the model's released weights rather than a file."""
+    return weights.lower() in OFFICIAL_WEIGHTS
 
 
 class WeightsUnavailableError(WeightsError):

@@ -16,14 +16,12 @@ import torch
 from torch import nn
 
 from res2net.models.res2net import Res2Net, Res2NetConfig
-from res2net.models.zoo import get_card, list_models
+from res2net.models.zoo import SEMANTICS, get_card, list_models
 from res2net.weights.formats import RawWeights, WeightsError, read_weights
 from res2net.weights.paddle import detect_key_style, paddle_key_maps
 
 log = logging.getLogger(__name__)
 
-# Forward semantics each ecosystem's weights were trained with (res2net.models.res2net docstring).
-ORIGIN_SEMANTICS = {"paddle": ("stride", False), "timm": ("downsample", True)}
 _PREFIXES = (("module.", ""), ("backbone.", ""), ("head.fc.", "fc."), ("model.", ""))
 
 
@@ -89,7 +87,7 @@ def guess_model(raw: RawWeights) -> str | None:
         with torch.device("meta"):
             expected = _expected_shapes(Res2Net(cfg))
         try:
-            tensors = _convert(raw, cfg)
+            tensors = convert_tensors(raw, cfg)
         except WeightsError:
             continue
         missing, unexpected, mismatched = _check(tensors, expected)
@@ -98,7 +96,8 @@ def guess_model(raw: RawWeights) -> str | None:
     return None
 
 
-def _convert(raw: RawWeights, cfg: Res2NetConfig) -> dict[str, torch.Tensor]:
+def convert_tensors(raw: RawWeights, cfg: Res2NetConfig) -> dict[str, torch.Tensor]:
+    """``raw``'s tensors under our state-dict names for ``cfg`` (unchecked: :func:`load_weights` checks)."""
     if raw.origin in ("paddle", "paddle_inference"):
         return _from_paddle(raw, cfg)
     tensors = _strip_prefixes(dict(raw.tensors))
@@ -111,7 +110,7 @@ def weights_origin(raw: RawWeights) -> str:
     """Which ecosystem's forward semantics the weights were trained under."""
     if raw.origin.startswith("paddle"):
         return "paddle"
-    if raw.metadata.get("origin") in ORIGIN_SEMANTICS:
+    if raw.metadata.get("origin") in SEMANTICS:
         return raw.metadata["origin"]
     if detect_key_style(set(_strip_prefixes(dict(raw.tensors)))) == "structured":
         return "paddle"
@@ -126,7 +125,7 @@ def load_weights(model: Res2Net, path: str | Path, *, strict_head: bool = True) 
     """
     raw = read_weights(path)
     cfg = model.cfg
-    tensors = _convert(raw, cfg)
+    tensors = convert_tensors(raw, cfg)
     expected = _expected_shapes(model)
     missing, unexpected, mismatched = _check(tensors, expected)
     head_only = mismatched and all(k.startswith("fc.") for k, _, _ in mismatched)
@@ -150,7 +149,7 @@ def load_weights(model: Res2Net, path: str | Path, *, strict_head: bool = True) 
             buf.zero_()
 
     origin = weights_origin(raw)
-    rule, count_pad = ORIGIN_SEMANTICS[origin]
+    rule, count_pad = SEMANTICS[origin]["stage_rule"], SEMANTICS[origin]["pool_count_include_pad"]
     if (cfg.stage_rule, cfg.pool_count_include_pad) != (rule, count_pad):
         warnings.warn(
             f"{path}: {origin} weights loaded into a model with "
