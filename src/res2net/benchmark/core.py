@@ -20,6 +20,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,10 +33,8 @@ from res2net.benchmark.timing import Summary
 from res2net.data.image import find_images
 from res2net.errors import Res2NetError
 from res2net.export.verify import default_images, preprocess_images
-from res2net.factory import create_model
-from res2net.models.zoo import get_card
+from res2net.factory import create_model_for_weights
 from res2net.runtime.base import cpu_flags
-from res2net.weights.hub import is_official
 
 log = logging.getLogger("res2net.benchmark")
 
@@ -227,19 +226,14 @@ def _calibration_batch(model: nn.Module) -> torch.Tensor:
     return torch.randn(4, 3, crop, crop, generator=torch.Generator().manual_seed(1))
 
 
-def build_model(name: str, weights: str | None, num_classes: int | None) -> nn.Module:
+def benchmark_model(name: str, weights: str | None, num_classes: int | None) -> nn.Module:
     """The fp32 eval model. Without weights: seeded random ones (the same every run, so cached
     exports and int8 calibrations are reused)."""
-    import warnings
-
-    card = get_card(name)
-    n = num_classes or card.config.num_classes
     if weights is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return random_weights_(create_model(card.name, num_classes=n))
-    pretrained: bool | str = True if is_official(weights) else weights
-    return create_model(card.name, pretrained=pretrained, num_classes=n).eval()
+            return random_weights_(create_model_for_weights(name, None, num_classes or None))
+    return create_model_for_weights(name, weights, num_classes or None)
 
 
 def e2e_files(settings: Settings) -> list[Path]:
@@ -278,7 +272,7 @@ def run_benchmark(settings: Settings, command: str = "") -> BenchmarkResult:
     )
     files = e2e_files(settings) if settings.e2e else []
     for name in settings.models:
-        model = build_model(name, settings.weights, settings.num_classes)
+        model = benchmark_model(name, settings.weights, settings.num_classes)
         runners = _build_runners(model, name, settings, result)
         try:
             _measure_latency(runners, name, settings, result)

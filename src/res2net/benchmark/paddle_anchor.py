@@ -114,7 +114,7 @@ class PaddleAnchor:
             env=env,
         )
         card = model.pretrained_cfg
-        resize = round(card.preprocess.resize_short * input_size / card.preprocess.crop_size)
+        resize = card.preprocess.at_crop(input_size).resize_short
         reply = self._call(
             cmd="setup",
             model=self.name,

@@ -18,7 +18,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from res2net.benchmark.core import build_model
+from res2net.benchmark.core import benchmark_model
 from res2net.benchmark.runners import Unsupported, build_runner, fp32_means_fp32
 
 
@@ -71,7 +71,7 @@ def _setup(spec: dict):
     if threads and spec.get("device", "cpu") == "cpu":
         torch.set_num_threads(threads)
     fp32_means_fp32(spec.get("device", "cpu"))
-    model = build_model(spec.pop("model"), spec.pop("weights"), spec.pop("num_classes"))
+    model = benchmark_model(spec.pop("model"), spec.pop("weights"), spec.pop("num_classes"))
     return build_runner(model, spec.pop("engine"), spec.pop("precision"), **spec)
 
 

@@ -20,9 +20,7 @@ from res2net.data.image import find_images
 from res2net.export import ExportError, verify_export
 from res2net.export.executorch import export_pte
 from res2net.export.verify import FORMATS
-from res2net.factory import create_model
-from res2net.models.zoo import get_card
-from res2net.weights.hub import is_official
+from res2net.factory import create_model_for_weights
 
 log = logging.getLogger("res2net.export")
 
@@ -68,18 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
-def build_model(name: str, weights: str | None, num_classes: int | None):
-    """The eager model to export, with its weights loaded (and verified) as ``create_model`` does."""
-    card = get_card(name)
-    n = num_classes if num_classes is not None else card.config.num_classes
-    if weights is None:
-        log.warning("no --weights: exporting %s with RANDOM weights (fine for a smoke test, useless otherwise)", name)
-        pretrained: bool | str = False
-    else:
-        pretrained = True if is_official(weights) else weights
-    return create_model(card.name, pretrained=pretrained, num_classes=n).eval()
-
-
 def export(args: argparse.Namespace, model) -> Path:
     common = dict(softmax=args.softmax, input_size=args.input_size)
     static = dict(dynamic_batch=args.dynamic_batch, batch_size=args.batch_size)
@@ -117,7 +103,11 @@ def main(args: argparse.Namespace) -> int:
         raise ExportError("Triton models are exported with a dynamic batch (dynamic batching needs it)")
     if args.quantize and args.fmt != "pte":
         raise ExportError(f"--quantize is for --format pte, not {args.fmt}")
-    model = build_model(args.model, args.weights, args.num_classes)
+    if args.weights is None:
+        log.warning(
+            "no --weights: exporting %s with RANDOM weights (fine for a smoke test, useless otherwise)", args.model
+        )
+    model = create_model_for_weights(args.model, args.weights, args.num_classes)
     t = time.perf_counter()
     path = export(args, model)
     summary = {"format": args.fmt, "path": str(path), "seconds": round(time.perf_counter() - t, 1)}

@@ -20,7 +20,7 @@ from res2net.export.quantize import sample_images
 from res2net.models.zoo import get_card
 from res2net.predict import DEFAULT_MODEL, Predictor
 from res2net.runtime import ENGINE_NAMES, PRECISIONS
-from res2net.weights.formats import read_weights
+from res2net.weights.formats import RawWeights, read_weights
 from res2net.weights.load import guess_model
 
 log = logging.getLogger("res2net.predict")
@@ -110,22 +110,22 @@ def _run(args: argparse.Namespace, shards: _Shards) -> int:
     else:
         files = sample_images()
         log.info("no images given: classifying the %d sample photos shipped with res2net", len(files))
-    model = args.model
-    if model is None:
-        model = _model_from_weights(args.weights) if args.weights else DEFAULT_MODEL
+    model, weights = args.model, args.weights
+    if model is None and weights:
+        weights = read_weights(weights)  # read once: to tell the model here, to load it in the Predictor
+        model = _model_from_weights(weights)
+    model = model or DEFAULT_MODEL
     transform = None
     if args.resize_short or args.crop_size:
         base = EvalTransform.from_preprocess(get_card(model).preprocess) if isinstance(model, str) else EvalTransform()
-        crop = args.crop_size or base.crop_size
-        resize = args.resize_short or round(base.resize_short * crop / base.crop_size)
-        transform = EvalTransform(resize, crop, base.interpolation, base.mean, base.std)
+        transform = base.with_sizes(args.resize_short, args.crop_size)
     device = args.device
     if device == "cuda" and shards.world > 1:  # torchrun: one GPU per local rank
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     predictor = Predictor(
         model,
         transform=transform,
-        weights=args.weights,
+        weights=weights,
         engine=args.engine,
         precision=args.precision,
         device=device,
@@ -162,11 +162,10 @@ def _run(args: argparse.Namespace, shards: _Shards) -> int:
     return 1 if failed else 0
 
 
-def _model_from_weights(path: str) -> str:
+def _model_from_weights(raw: RawWeights) -> str:
     """The model a weights file belongs to: its ``res2net convert`` metadata, else a key/shape match."""
-    raw = read_weights(path)
     name = raw.metadata.get("model") if isinstance(raw.metadata, dict) else None
     name = name or guess_model(raw)
     if name is None:
-        raise Res2NetError(f"{path}: cannot tell which model these weights belong to; pass --model NAME")
+        raise Res2NetError(f"{raw.path}: cannot tell which model these weights belong to; pass --model NAME")
     return name

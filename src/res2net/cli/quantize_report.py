@@ -10,6 +10,7 @@ import torch
 
 from res2net.benchmark.quantize_report import DEFAULT_BATCH_SIZES, ENGINES, format_table, quantize_report
 from res2net.data.transforms import EvalTransform
+from res2net.models.zoo import get_card
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -44,8 +45,8 @@ def main(args: argparse.Namespace) -> int:
     batch_sizes = args.batch_sizes
     transform = None
     if args.resize_short or args.crop_size:
-        crop = args.crop_size or 224
-        transform = EvalTransform(resize_short=args.resize_short or round(256 * crop / 224), crop_size=crop)
+        card = EvalTransform.from_preprocess(get_card(args.model).preprocess)
+        transform = card.with_sizes(args.resize_short, args.crop_size)
     rows, data = quantize_report(
         args.model,
         args.weights,

@@ -143,7 +143,7 @@ def metadata(
     }
     if card is not None:
         p = card.preprocess
-        resize = round(p.resize_short * h / p.crop_size) if (h, w) != (p.crop_size, p.crop_size) else p.resize_short
+        resize = p.at_crop(h).resize_short if (h, w) != (p.crop_size, p.crop_size) else p.resize_short
         meta["preprocess"] = json.dumps(
             {
                 "resize_short": resize,

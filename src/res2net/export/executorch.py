@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from res2net.accuracy import PRECISIONS as ALL_PRECISIONS
+from res2net.data.preprocess import Preprocess
 from res2net.data.transforms import EvalTransform
 from res2net.export._common import (
     ExportError,
@@ -49,12 +50,7 @@ PRECISIONS = tuple(p for p in ALL_PRECISIONS if p != "bf16")  # XNNPACK has no b
 def eval_transform_for(model: nn.Module, h: int):
     """The model card's :class:`EvalTransform`, scaled to crop ``h`` (as the recorded metadata says)."""
     card = getattr(model, "pretrained_cfg", None)
-    if card is None:
-        return EvalTransform(resize_short=round(256 * h / 224), crop_size=h)
-    t = EvalTransform.from_preprocess(card.preprocess)
-    if h != t.crop_size:
-        t = EvalTransform(round(t.resize_short * h / t.crop_size), h, t.interpolation, t.mean, t.std)
-    return t
+    return EvalTransform.from_preprocess(card.preprocess if card is not None else Preprocess()).at_crop(h)
 
 
 CALIBRATION_BATCH = 32

@@ -193,10 +193,9 @@ def preprocess_images(
     card = getattr(model, "pretrained_cfg", None)
     pre = card.preprocess if card is not None else Preprocess()
     p = json.loads((meta or {}).get("preprocess", "null") or "null")
-    resize = p["resize_short"] if p else round(pre.resize_short * h / pre.crop_size)
     if h != w:
         raise ExportError(f"verification needs a square input, the export is {h}x{w}")
-    t = EvalTransform(resize, h, pre.interpolation, pre.mean, pre.std)
+    t = EvalTransform.from_preprocess(pre.at_crop(h).with_sizes(resize_short=p["resize_short"] if p else None))
     return np.stack([t(load_image(im)) for im in images])
 
 

@@ -53,20 +53,13 @@ from res2net.runtime import (
     create_engine,
 )
 from res2net.runtime.base import array_digest, default_threads
-from res2net.weights.formats import read_weights
+from res2net.weights.formats import RawWeights, read_weights
 from res2net.weights.hub import download_weights
-from res2net.weights.load import convert_tensors
+from res2net.weights.load import classifier_size
 
 log = logging.getLogger("res2net.predict")
 
 DEFAULT_MODEL = "Res2Net50_vd_26w_4s_ssld"
-
-
-def _infer_num_classes(path: Path, model_name: str) -> int | None:
-    """The classifier size stored in a weights file (``None`` if it has no classifier we recognise)."""
-    tensors = convert_tensors(read_weights(path), get_card(model_name).config)
-    fc = tensors.get("fc.weight")
-    return int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None
 
 
 # -------------------------------------------------------------------------------------- predictor
@@ -75,8 +68,9 @@ class Predictor:
 
     Args:
         model: a registered name (``res2net.list_models()``) or a ready ``nn.Module`` (eval mode).
-        weights: a weights file (PaddleClas/timm/authors/``res2net convert``/training checkpoints);
-            ``None`` downloads and caches the official weights of ``model`` (see ``res2net download``).
+        weights: a weights file (PaddleClas/timm/authors/``res2net convert``/training checkpoints) or
+            one already read by :func:`res2net.weights.read_weights`; ``None`` downloads and caches the
+            official weights of ``model`` (see ``res2net download``).
         engine: ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"openvino"``.
         precision: ``"fp32"``, ``"bf16"``, ``"int8"``, or ``None`` — fp32 for an explicit engine;
             with ``engine="auto"`` any precision whose accuracy check passes.
@@ -100,7 +94,7 @@ class Predictor:
     def __init__(
         self,
         model: str | nn.Module = DEFAULT_MODEL,
-        weights: str | Path | None = None,
+        weights: str | Path | RawWeights | None = None,
         engine: str = "auto",
         precision: str | None = None,
         device: str = "cpu",
@@ -129,6 +123,7 @@ class Predictor:
         self.batch_size = batch_size
         self.workers = workers if workers is not None else min(4, (os.cpu_count() or 1) + 1)
         self._module: nn.Module | None = None
+        self._raw: RawWeights | None = None  # the weights as read, until the engine is chosen
         self._resolve_model(model, weights, num_classes)
         self.transform = transform or self._default_transform()
         self.labels = self._resolve_labels(labels)
@@ -149,6 +144,7 @@ class Predictor:
         )
         self.accuracy: AccuracyReport | None = None
         self.engine: Engine = self._select_engine(engine, precision, ctx, check)
+        self._raw = None  # a cached engine never needed it; a later check re-reads the file
         self.engine_name = self.engine.name
         self.precision = self.engine.precision
 
@@ -171,13 +167,16 @@ class Predictor:
                 digest = self.weights_path.with_name(self.weights_path.name + ".sha256")
                 sha = self.card.sha256 or (digest.read_text().split()[0] if digest.exists() else None)
             else:
-                self.weights_path = Path(weights)
+                self._raw = weights if isinstance(weights, RawWeights) else None
+                self.weights_path = self._raw.path if self._raw else Path(weights)
                 if not self.weights_path.is_file():
                     raise Res2NetError(f"{weights}: no such weights file")
                 sha = None
 
             self.weights_sha256 = sha or sha256_file(self.weights_path)
-            self.num_classes = num_classes or _infer_num_classes(self.weights_path, self.model_name)
+            if not num_classes and self._raw is None:
+                self._raw = read_weights(self.weights_path)  # the one read: classifier size now, the model later
+            self.num_classes = num_classes or classifier_size(self._raw, self.card.config)
             if self.num_classes is None:
                 raise Res2NetError(f"{self.weights_path}: has no classifier; prediction needs one")
             cfg = self.card.config.with_overrides(num_classes=self.num_classes)
@@ -187,9 +186,8 @@ class Predictor:
     def _torch_model(self) -> nn.Module:
         """The fp32 eval-mode PyTorch model (built on first use: cached engines never need it)."""
         if self._module is None:
-            self._module = create_model(
-                self.model_name, pretrained=self.weights_path, num_classes=self.num_classes
-            ).eval()
+            weights = self._raw or self.weights_path
+            self._module = create_model(self.model_name, pretrained=weights, num_classes=self.num_classes).eval()
         return self._module
 
     def _default_transform(self) -> EvalTransform:

@@ -117,13 +117,23 @@ def weights_origin(raw: RawWeights) -> str:
     return "timm"
 
 
-def load_weights(model: Res2Net, path: str | Path, *, strict_head: bool = True) -> str:
-    """Load ``path`` into ``model`` after strict key/shape checks; return the weights' origin.
+def classifier_size(raw: RawWeights, cfg: Res2NetConfig) -> int | None:
+    """The number of classes ``raw``'s classifier has under ``cfg`` (``None``: no classifier we recognise)."""
+    fc = convert_tensors(raw, cfg).get("fc.weight")
+    return int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None
 
-    With ``strict_head=False`` a classifier of a different size is skipped (the model keeps its
-    freshly initialised head), which is what fine-tuning on a new label set needs.
+
+def load_weights(model: Res2Net, source: str | Path | RawWeights, *, strict_head: bool = True) -> str:
+    """Load ``source`` (a file, or one already read by :func:`read_weights`) into ``model`` after strict
+    key/shape checks; return the weights' origin.
+
+    Passing the :class:`RawWeights` a caller already has (the Predictor reads a file once to learn its
+    classifier size) saves reading a large file again. With ``strict_head=False`` a classifier of a
+    different size is skipped (the model keeps its freshly initialised head), which is what
+    fine-tuning on a new label set needs.
     """
-    raw = read_weights(path)
+    raw = source if isinstance(source, RawWeights) else read_weights(source)
+    path = raw.path
     cfg = model.cfg
     tensors = convert_tensors(raw, cfg)
     expected = _expected_shapes(model)
