@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from res2net.accuracy import PRECISIONS as ENGINE_PRECISIONS
-from res2net.benchmark.runners import RemoteRunner, Runner, Unsupported, build_runner, check_supported, fp32_means_fp32
+from res2net.benchmark.remote import RemoteRunner
+from res2net.benchmark.runner_base import Runner, Unsupported, fp32_means_fp32
+from res2net.benchmark.runners import build_runner, check_supported
 from res2net.benchmark.timing import Summary
 from res2net.data.image import find_images
 from res2net.errors import Res2NetError

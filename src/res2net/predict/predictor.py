@@ -36,10 +36,12 @@ from res2net._paths import sha256_file, state_digest
 from res2net.data.image import ImageError, ImageSource, describe_source, find_images, load_image
 from res2net.data.transforms import EvalTransform
 from res2net.errors import Res2NetError
-from res2net.export.quantize import CHECK_SCALES, calibration_data, calibration_files, sample_views
+from res2net.export.quantize import calibration_data
 from res2net.factory import create_model
 from res2net.models.zoo import get_card
+from res2net.predict.calibration import calibration_digest, check_inputs
 from res2net.predict.postprocess import load_labels, top_k
+from res2net.predict.selection import select_engine
 from res2net.runtime import (
     ENGINE_NAMES,
     PRECISIONS,
@@ -48,9 +50,7 @@ from res2net.runtime import (
     BuildContext,
     Engine,
     EngineError,
-    auto_candidates,
     compare_logits,
-    create_engine,
 )
 from res2net.runtime.base import array_digest, default_threads
 from res2net.weights.formats import RawWeights, read_weights
@@ -209,31 +209,14 @@ class Predictor:
         return calibration_data(self._calibration_source, self.transform)
 
     def _calibration_digest(self, source) -> str:
-        """What the int8 artifact's cache key says about its calibration inputs.
-
-        Images (the packaged samples or the user's files) are calibrated *after* ``self.transform``, so
-        the transform is part of the key: the same photos resized or normalised differently calibrate
-        a different int8 model. Arrays are already model inputs and stand for themselves.
-        """
-        if isinstance(source, np.ndarray):
-            return array_digest(source)
-        transform = hashlib.sha256(repr(self.transform).encode()).hexdigest()[:8]
-        if source is None:
-            return f"samples-{transform}"
-
-        files = calibration_files(source)
-        h = hashlib.sha256(transform.encode())
-        for f in files:
-            st = f.stat() if f.exists() else None
-            h.update(f"{f.resolve()}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
-        return h.hexdigest()[:16]
+        return calibration_digest(source, self.transform)
 
     def _check_inputs(self) -> np.ndarray:
-        """Accuracy-check inputs: 4 views of each sample photo (disjoint from calibration) or the user's images."""
-        if self._check_sources is None:
-            return sample_views(self.transform, CHECK_SCALES)
+        return check_inputs(self._check_sources, self.transform)
 
-        return calibration_data(self._check_sources, self.transform, limit=64)
+    def _select_engine(self, engine: str, precision: str | None, ctx: BuildContext, check: bool) -> Engine:
+        built, self.accuracy = select_engine(engine, precision, ctx, check, self.check_engine, self._check_inputs)
+        return built
 
     def _reference(self, inputs: np.ndarray) -> np.ndarray:
         """PyTorch eager fp32 logits: what every engine is judged against."""
@@ -258,52 +241,6 @@ class Predictor:
             report = compare_logits(out, self._reference(inputs), engine.name, engine.precision)
             engine.store_report(digest, report)
         return report
-
-    def _select_engine(self, engine: str, precision: str | None, ctx: BuildContext, check: bool) -> Engine:
-        if engine != "auto":
-            built = create_engine(engine, precision or "fp32", ctx)
-            if check:
-                self.accuracy = self.check_engine(built)
-                level = logging.INFO if self.accuracy.passed else logging.WARNING
-                log.log(level, "%s: %s", built.describe(), self.accuracy.summary())
-            return built
-        if not check and precision not in (None, "fp32"):
-            raise EngineError(
-                f"engine='auto' uses {precision} only after its accuracy check: drop check=False "
-                "(--no-check) or name the engine explicitly"
-            )
-        candidates = auto_candidates(self.device, precision)
-        if not check:
-            candidates = [c for c in candidates if c[1] == "fp32"]
-        if not candidates:
-            raise EngineError(f"no engine can run {precision or 'any precision'} on {self.device} here")
-        inputs = self._check_inputs() if check else None
-        skipped = []
-        for name, prec in candidates:
-            try:
-                built = create_engine(name, prec, ctx)
-            except Res2NetError as e:
-                skipped.append(f"{name} {prec}: {e}")
-                continue
-            except Exception as e:  # an exporter or runtime failing on this machine: try the next one
-                log.debug("auto: %s %s failed to build", name, prec, exc_info=True)
-                skipped.append(f"{name} {prec}: build failed ({type(e).__name__}: {e})")
-                continue
-            if check:
-                report = self.check_engine(built, inputs)
-                if not report.passed:
-                    skipped.append(f"{name} {prec}: {report.reason}")
-                    continue
-                self.accuracy = report
-            for s in skipped:
-                log.info("auto: skipped %s", s)
-            log.info(
-                "auto: using %s%s",
-                built.describe(),
-                f"; {self.accuracy.summary()}" if self.accuracy else " (accuracy check off)",
-            )
-            return built
-        raise EngineError("no engine passed its accuracy check: " + "; ".join(skipped))
 
     # ------------------------------------------------------------------ the pipeline
     @staticmethod

@@ -24,7 +24,6 @@ step, and the checkpoint carries the global RNG states (drop-path), optimizer, s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from res2net.data.augment import TrainTransform, mixup, one_hot_targets, smooth_targets, soft_cross_entropy
+from res2net.data.augment import TrainTransform
 from res2net.data.datasets import (
     EpochBatchSampler,
     ImageDataset,
@@ -46,7 +45,6 @@ from res2net.data.datasets import (
     scan_image_folder,
     scan_unlabeled,
 )
-from res2net.errors import Res2NetError
 from res2net.factory import create_model
 from res2net.models import get_card
 from res2net.training import checkpoint as ckpt_io
@@ -54,7 +52,6 @@ from res2net.training.checkpoint import CheckpointError, atomic_write_bytes
 from res2net.training.config import ConfigError, dump_config
 from res2net.training.distill import DistillationLoss, build_teacher
 from res2net.training.distributed import (
-    all_reduce_sum,
     broadcast_object,
     cleanup,
     convert_sync_batchnorm,
@@ -62,13 +59,14 @@ from res2net.training.distributed import (
     init_distributed,
 )
 from res2net.training.ema import ModelEma
-from res2net.training.evaluate import autocast, build_eval_loader, evaluate
+from res2net.training.evaluate import build_eval_loader, evaluate
+from res2net.training.loop import EpochContext, NonFiniteLossError, RunState, train_one_epoch
+from res2net.training.optim import build_optimizer, lr_schedule
 
 log = logging.getLogger("res2net.train")
 
-
-class NonFiniteLossError(Res2NetError, FloatingPointError):
-    """The loss became NaN/inf; training stops instead of learning from garbage."""
+# NonFiniteLossError lives with the loop that raises it; this module is where callers of train() meet it.
+__all__ = ["NonFiniteLossError", "TrainResult", "build_model", "build_train_data", "lr_schedule", "train"]
 
 
 @dataclass
@@ -330,210 +328,9 @@ def _train(cfg: dict, info) -> TrainResult:
 
 
 # ============================================================================================ one epoch
-@dataclass
-class RunState:
-    """Position of the run; saved in every checkpoint."""
-
-    epoch: int = 0  # current (0-based) epoch
-    batch: int = 0  # next micro-batch of that epoch
-    step: int = 0  # optimizer steps done in total
-    best_top1: float | None = None
-    best_epoch: int | None = None
-    epoch_stats: dict = field(default_factory=dict)  # running sums of the current epoch
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RunState:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-@dataclass
-class EpochContext:
-    cfg: dict
-    info: object
-    model: nn.Module  # possibly DDP-wrapped / compiled
-    raw_model: nn.Module
-    teacher: nn.Module | None
-    criterion: nn.Module | None
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    ema: object | None
-    loader: object
-    sampler: object
-    lr_at: object
-    accum: int
-    steps_per_epoch: int
-    total_steps: int
-    num_classes: int
-    save: object
-    tb: object | None
-
-
-def train_one_epoch(ctx: EpochContext, state: RunState) -> dict:
-    """Train from ``state.batch`` to the end of ``state.epoch`` (or ``max_steps``); return epoch statistics."""
-    cfg, info, model, optimizer, scaler = ctx.cfg, ctx.info, ctx.model, ctx.optimizer, ctx.scaler
-    g, tr = cfg["Global"], cfg["DataLoader"]["Train"]
-    device, seed, epoch = info.device, int(g["seed"]), state.epoch
-    channels_last = bool(g["channels_last"])
-    skip_nonfinite = g["on_nonfinite"] == "skip"
-    clip = cfg["Optimizer"]["clip_grad_norm"]
-    ema_every = int(cfg["EMA"]["every_steps"])
-    label_smoothing = float(cfg["Loss"]["label_smoothing"])
-    save_every = int(g["save_interval_steps"])
-    max_steps = g["max_steps"]
-    accum = ctx.accum
-
-    micro_total = ctx.sampler.batches_per_epoch()
-    ctx.sampler.set_epoch(epoch, start_batch=state.batch)
-    # running sums (restored from the checkpoint when resuming mid-epoch)
-    sums = {"loss": 0.0, "images": 0.0, "skipped": 0.0, "nonfinite": 0.0, "seconds": 0.0, **state.epoch_stats}
-
-    model.train()
-    _freeze_bn_if_needed(ctx.raw_model, cfg)
-    optimizer.zero_grad(set_to_none=True)
-    progress = _progress(ctx, state, micro_total)
-    lr = ctx.lr_at(state.step)
-    _set_lr(optimizer, lr)
-    group_bad = False
-    buffers_snapshot = _snapshot_buffers(ctx.raw_model) if skip_nonfinite else None
-    t_last = t_start = time.perf_counter()
-    steps_here = 0
-    for b, batch in zip(range(state.batch, micro_total), ctx.loader, strict=False):
-        last_of_group = (b + 1) % accum == 0 or b + 1 == micro_total
-        group_len = accum if (b - b % accum) + accum <= micro_total else micro_total - (b - b % accum)
-
-        images = batch.images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        labels = batch.labels.to(device, non_blocking=True)
-        targets = one_hot_targets(labels, ctx.num_classes)
-        rng = np.random.default_rng([seed, epoch, b])
-        images, targets, _ = mixup(images, targets, float(tr["mixup_alpha"]), rng)
-        targets = smooth_targets(targets, label_smoothing)
-
-        sync = contextlib.nullcontext()
-        if info.enabled and not last_of_group:
-            sync = model.no_sync()
-        with sync:
-            with autocast(device, g["amp"]):
-                logits = model(images)
-                if ctx.teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = ctx.teacher(images)
-            if ctx.teacher is not None:
-                loss = ctx.criterion(logits, teacher_logits, targets)
-            else:
-                loss = soft_cross_entropy(logits, targets)
-            loss_value = loss.detach()
-            finite = torch.isfinite(loss_value).to(torch.float32)
-            if info.enabled:
-                finite = all_reduce_sum(finite) / info.world_size
-            if float(finite) < 1.0:
-                if not skip_nonfinite:
-                    raise NonFiniteLossError(
-                        f"loss is {float(loss_value)} at epoch {epoch + 1}, batch {b + 1}, step {state.step + 1} "
-                        f"(lr {lr:.4g}); stopped so that nothing is learned from garbage. The last good checkpoint "
-                        f"is {Path(g['output_dir']) / 'last.pt'}. Lower Optimizer.lr, set Optimizer.clip_grad_norm, "
-                        "use Global.amp=bf16 instead of fp16, or set Global.on_nonfinite=skip to skip such steps."
-                    )
-                group_bad = True
-            scaler.scale(loss / group_len).backward()
-
-        n_img = labels.numel() * info.world_size
-        sums["images"] += n_img
-        sums["skipped"] += batch.skipped
-        if torch.isfinite(loss_value):
-            sums["loss"] += float(loss_value) * labels.numel()
-        state.batch = b + 1
-        if not last_of_group:
-            continue
-
-        # ---- optimizer step (or a skipped one)
-        if group_bad:
-            optimizer.zero_grad(set_to_none=True)
-            _restore_buffers(ctx.raw_model, buffers_snapshot)
-            sums["nonfinite"] += 1
-            log.warning("non-finite loss at epoch %d step %d: step skipped", epoch + 1, state.step + 1)
-            group_bad = False
-        else:
-            if clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(ctx.raw_model.parameters(), float(clip))
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            if ctx.ema is not None and (state.step + 1) % ema_every == 0:
-                ctx.ema.update(ctx.raw_model)
-            if buffers_snapshot is not None:
-                buffers_snapshot = _snapshot_buffers(ctx.raw_model)
-        state.step += 1
-        used_lr = lr
-        lr = ctx.lr_at(state.step)
-        _set_lr(optimizer, lr)
-
-        now = time.perf_counter()
-        sums["seconds"] += now - t_last
-        t_last = now
-        steps_here += 1
-        if progress is not None:
-            progress.update(1)
-            rate = sums["images"] / max(sums["seconds"], 1e-9)
-            left = (ctx.total_steps - state.step) * (now - t_start) / steps_here
-            progress.set_postfix_str(
-                f"loss {float(loss_value):.4f} lr {used_lr:.4g} {rate:.1f} img/s eta {_hms(left)}", refresh=False
-            )
-        if ctx.tb is not None and state.step % int(g["log_interval"]) == 0:
-            ctx.tb.add_scalar("train/loss", float(loss_value), state.step)
-            ctx.tb.add_scalar("train/lr", used_lr, state.step)
-            ctx.tb.add_scalar("train/img_per_s", sums["images"] / max(sums["seconds"], 1e-9), state.step)
-        if max_steps and state.step >= max_steps:
-            break
-        if save_every and state.step % save_every == 0 and state.batch < micro_total:
-            state.epoch_stats = dict(sums)
-            ctx.save(epoch, state.batch)
-    if progress is not None:
-        progress.close()
-    state.epoch_stats = dict(sums)
-
-    totals = torch.tensor([sums["loss"], sums["images"] / info.world_size, sums["skipped"]], dtype=torch.float64)
-    totals = all_reduce_sum(totals.to(device)).cpu() if device.type == "cuda" else all_reduce_sum(totals)
-    seconds = sums["seconds"]
-    return {
-        "loss": totals[0].item() / max(totals[1].item(), 1.0),
-        "skipped": int(totals[2].item()),
-        "nonfinite": int(sums["nonfinite"]),
-        "img_per_s": sums["images"] / max(seconds, 1e-9),
-        "seconds": seconds,
-        "lr": ctx.lr_at(max(0, state.step - 1)),  # the last learning rate used
-    }
 
 
 # ============================================================================================ builders
-def lr_schedule(
-    step: int,
-    *,
-    base_lr: float,
-    total_steps: int,
-    warmup_steps: int = 0,
-    warmup_start_lr: float = 0.0,
-    min_lr: float = 0.0,
-    kind: str = "cosine",
-) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): PaddleClas's ``Cosine`` (+ ``LinearWarmup``).
-
-    Linear warm-up from ``warmup_start_lr`` over ``warmup_steps``, then
-    ``min_lr + (base_lr - min_lr) * (1 + cos(pi * t / T)) / 2`` with ``t`` and ``T`` counted in
-    iterations after the warm-up (decay per iteration, not per epoch). A pure function of the step,
-    so a resumed run continues the schedule exactly.
-    """
-    if step < warmup_steps:
-        return warmup_start_lr + (base_lr - warmup_start_lr) * step / warmup_steps
-    if kind == "constant":
-        return base_lr
-    t, span = step - warmup_steps, max(1, total_steps - warmup_steps)
-    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * min(t, span) / span))
 
 
 def build_train_data(cfg: dict, info):
@@ -598,27 +395,6 @@ def build_model(cfg: dict, pretrained) -> nn.Module:
     return model
 
 
-def build_optimizer(model: nn.Module, opt_cfg: dict, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """SGD with momentum (PaddleClas ``Momentum`` + coupled L2) or AdamW; optional no-decay group for norms/biases."""
-    wd = float(opt_cfg["weight_decay"])
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if opt_cfg["norm_weight_decay"] is None:
-        groups = [{"params": [p for _, p in params], "weight_decay": wd}]
-    else:
-        norm = [p for n, p in params if p.ndim <= 1]
-        other = [p for n, p in params if p.ndim > 1]
-        groups = [
-            {"params": other, "weight_decay": wd},
-            {"params": norm, "weight_decay": float(opt_cfg["norm_weight_decay"])},
-        ]
-    fused = opt_cfg["fused"]
-    kw = {"fused": True} if fused else ({"foreach": True} if fused is None else {"foreach": False})
-    name = opt_cfg["name"]
-    if name in ("momentum", "nesterov"):
-        return torch.optim.SGD(groups, lr=lr, momentum=float(opt_cfg["momentum"]), nesterov=name == "nesterov", **kw)
-    return torch.optim.AdamW(groups, lr=lr, **kw)
-
-
 # ============================================================================================ helpers
 def _seed_everything(seed: int) -> None:
     import random
@@ -642,50 +418,6 @@ def _worker_init(_: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # workers are the parallelism; OpenCV's own threads would oversubscribe
-
-
-def _freeze_bn_if_needed(model: nn.Module, cfg: dict) -> None:
-    """A frozen backbone keeps its BN statistics too (eval mode), only the head trains."""
-    if cfg["Arch"]["freeze_backbone"]:
-        for name, m in model.named_modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith("fc"):
-                m.eval()
-
-
-def _snapshot_buffers(model: nn.Module) -> list[torch.Tensor]:
-    return [b.detach().clone() for b in model.buffers()]
-
-
-def _restore_buffers(model: nn.Module, snapshot: list[torch.Tensor] | None) -> None:
-    if snapshot is not None:
-        with torch.no_grad():
-            for b, s in zip(model.buffers(), snapshot, strict=True):
-                b.copy_(s)
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _progress(ctx: EpochContext, state: RunState, micro_total: int):
-    if not (ctx.info.is_main and ctx.cfg["Global"]["progress"]):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=math.ceil(micro_total / ctx.accum),
-        initial=state.batch // ctx.accum,
-        desc=f"epoch {state.epoch + 1}/{ctx.cfg['Global']['epochs']}",
-        unit="step",
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
 
 
 def _check_compatible(ck: dict, cfg: dict, global_batch: int, path) -> None:
