@@ -30,7 +30,7 @@ from torch import nn
 from res2net.accuracy import PRECISIONS as ENGINE_PRECISIONS
 from res2net.benchmark.remote import RemoteRunner
 from res2net.benchmark.runner_base import Runner, Unsupported, fp32_means_fp32
-from res2net.benchmark.runners import build_runner, check_supported
+from res2net.benchmark.runners import CPU_ENGINES, build_runner, check_supported
 from res2net.benchmark.timing import Summary
 from res2net.data.image import find_images
 from res2net.errors import Res2NetError
@@ -45,7 +45,7 @@ log = logging.getLogger("res2net.benchmark")
 class Settings:
     models: list[str]
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 8])
-    engines: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino", "auto", "paddle", "timm"])
+    engines: list[str] = field(default_factory=lambda: list(CPU_ENGINES))
     precisions: list[str] = field(default_factory=lambda: list(ENGINE_PRECISIONS))
     device: str = "cpu"
     threads: int | None = 2

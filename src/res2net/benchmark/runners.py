@@ -61,6 +61,7 @@ PREDICTOR_ENGINES = ENGINE_NAMES
 ARTIFACT_ENGINES = ("pt2", "torchscript")
 ANCHOR_ENGINES = ("paddle", "timm")  # not ours: what our engines are compared against
 ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, *ANCHOR_ENGINES)
+CPU_ENGINES = (*PREDICTOR_ENGINES, "auto", *ANCHOR_ENGINES)  # the default set on a CPU
 PRECISIONS = ("fp32", "fp16", *ENGINE_PRECISIONS[1:])  # fp16: GPU only
 
 

@@ -21,14 +21,13 @@ from res2net.accuracy import PRECISIONS as ENGINE_PRECISIONS
 from res2net.benchmark.core import Settings, run_benchmark
 from res2net.benchmark.plot import plot_charts
 from res2net.benchmark.report import load_json, markdown, write_all
-from res2net.benchmark.runners import ANCHOR_ENGINES, ENGINES, PRECISIONS, PREDICTOR_ENGINES
+from res2net.benchmark.runners import CPU_ENGINES, ENGINES, PRECISIONS
 from res2net.benchmark.seed import SEED_BENCHMARK_MODELS
 from res2net.errors import Res2NetError
 from res2net.weights.hub import is_official
 
 log = logging.getLogger("res2net.benchmark")
 
-CPU_ENGINES = [*PREDICTOR_ENGINES, "auto", *ANCHOR_ENGINES]
 CPU_PRECISIONS = list(ENGINE_PRECISIONS)
 GPU_ENGINES = ["torch", "cudagraph", "timm"]  # add compile / pt2 explicitly: they compile for minutes
 GPU_PRECISIONS = ["fp32", "fp16", "bf16"]
@@ -39,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--models", nargs="+", default=["Res2Net50_vd_26w_4s"], help="model names, or 'seed' for the seed's five"
     )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
-    parser.add_argument("--engines", nargs="+", choices=ENGINES, help=f"default: CPU {CPU_ENGINES}, CUDA {GPU_ENGINES}")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, help=f"default: CPU {list(CPU_ENGINES)}, CUDA {GPU_ENGINES}")
     parser.add_argument(
         "--precisions", nargs="+", choices=PRECISIONS, help=f"default: CPU {CPU_PRECISIONS}, CUDA {GPU_PRECISIONS}"
     )
@@ -94,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
     settings = Settings(
         models=models,
         batch_sizes=args.batch_sizes,
-        engines=args.engines or (GPU_ENGINES if cuda else CPU_ENGINES),
+        engines=args.engines or list(GPU_ENGINES if cuda else CPU_ENGINES),
         precisions=args.precisions or (GPU_PRECISIONS if cuda else CPU_PRECISIONS),
         device=args.device,
         threads=args.threads or None,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from res2net.models import get_card
+from res2net.runtime import ENGINE_NAMES
 from res2net.serve.config import ServeConfig
 from res2net.serve.errors import ServeError
 from res2net.serve.server import run
@@ -14,7 +15,7 @@ from res2net.serve.server import run
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="registered model name, e.g. Res2Net50_vd_26w_4s_ssld")
     p.add_argument("--weights", help="weights file (.pdparams, .pth, .safetensors ...); default: the model's own")
-    p.add_argument("--engine", default="auto", help="inference engine: auto, torch, onnxruntime, openvino")
+    p.add_argument("--engine", default="auto", help=f"inference engine: {', '.join(('auto', *ENGINE_NAMES))}")
     p.add_argument("--device", help="e.g. cpu, cuda:0 (default: the engine's choice)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all interfaces)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port: OIP REST, /v1/classify, web demo, /metrics")
