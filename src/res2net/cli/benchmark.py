@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--models", nargs="+", default=["Res2Net50_vd_26w_4s"], help="model names, or 'seed' for the seed's five"
     )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
-    parser.add_argument("--engines", nargs="+", choices=ENGINES, help=f"default: CPU {list(CPU_ENGINES)}, CUDA {GPU_ENGINES}")
+    parser.add_argument(
+        "--engines", nargs="+", choices=ENGINES, help=f"default: CPU {list(CPU_ENGINES)}, CUDA {GPU_ENGINES}"
+    )
     parser.add_argument(
         "--precisions", nargs="+", choices=PRECISIONS, help=f"default: CPU {CPU_PRECISIONS}, CUDA {GPU_PRECISIONS}"
     )
