@@ -74,14 +74,10 @@ class EpochContext:
 
 def train_one_epoch(ctx: EpochContext, state: RunState) -> dict:
     """Train from ``state.batch`` to the end of ``state.epoch`` (or ``max_steps``); return epoch statistics."""
-    cfg, info, model, optimizer, scaler = ctx.cfg, ctx.info, ctx.model, ctx.optimizer, ctx.scaler
-    g, tr = cfg["Global"], cfg["DataLoader"]["Train"]
-    device, seed, epoch = info.device, int(g["seed"]), state.epoch
-    channels_last = bool(g["channels_last"])
+    cfg, info, optimizer, scaler = ctx.cfg, ctx.info, ctx.optimizer, ctx.scaler
+    g = cfg["Global"]
+    epoch = state.epoch
     skip_nonfinite = g["on_nonfinite"] == "skip"
-    clip = cfg["Optimizer"]["clip_grad_norm"]
-    ema_every = int(cfg["EMA"]["every_steps"])
-    label_smoothing = float(cfg["Loss"]["label_smoothing"])
     save_every = int(g["save_interval_steps"])
     max_steps = g["max_steps"]
     accum = ctx.accum
@@ -91,7 +87,7 @@ def train_one_epoch(ctx: EpochContext, state: RunState) -> dict:
     # running sums (restored from the checkpoint when resuming mid-epoch)
     sums = {"loss": 0.0, "images": 0.0, "skipped": 0.0, "nonfinite": 0.0, "seconds": 0.0, **state.epoch_stats}
 
-    model.train()
+    ctx.model.train()
     _freeze_bn_if_needed(ctx.raw_model, cfg)
     optimizer.zero_grad(set_to_none=True)
     progress = _progress(ctx, state, micro_total)
@@ -99,39 +95,18 @@ def train_one_epoch(ctx: EpochContext, state: RunState) -> dict:
     set_lr(optimizer, lr)
     group_bad = False
     buffers_snapshot = _snapshot_buffers(ctx.raw_model) if skip_nonfinite else None
-    t_last = t_start = time.perf_counter()
-    steps_here = 0
+    clock = {"last": time.perf_counter(), "start": time.perf_counter(), "steps": 0}
     for b, batch in zip(range(state.batch, micro_total), ctx.loader, strict=False):
         last_of_group = (b + 1) % accum == 0 or b + 1 == micro_total
         group_len = accum if (b - b % accum) + accum <= micro_total else micro_total - (b - b % accum)
-
-        images = batch.images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        labels = batch.labels.to(device, non_blocking=True)
-        targets = augment.one_hot_targets(labels, ctx.num_classes)
-        rng = np.random.default_rng([seed, epoch, b])
-        images, targets, _ = augment.mixup(images, targets, float(tr["mixup_alpha"]), rng)
-        targets = augment.smooth_targets(targets, label_smoothing)
+        images, labels, targets = _inputs(ctx, batch, epoch, b)
 
         sync = contextlib.nullcontext()
         if info.enabled and not last_of_group:
-            sync = model.no_sync()
+            sync = ctx.model.no_sync()
         with sync:
-            with autocast(device, g["amp"]):
-                logits = model(images)
-                if ctx.teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = ctx.teacher(images)
-            if ctx.teacher is not None:
-                loss = ctx.criterion(logits, teacher_logits, targets)
-            else:
-                loss = augment.soft_cross_entropy(logits, targets)
-            loss_value = loss.detach()
-            finite = torch.isfinite(loss_value).to(torch.float32)
-            if info.enabled:
-                finite = all_reduce_sum(finite) / info.world_size
-            if float(finite) < 1.0:
+            loss, loss_value, finite = _loss(ctx, images, targets)
+            if not finite:
                 if not skip_nonfinite:
                     raise NonFiniteLossError(
                         f"loss is {float(loss_value)} at epoch {epoch + 1}, batch {b + 1}, step {state.step + 1} "
@@ -142,8 +117,7 @@ def train_one_epoch(ctx: EpochContext, state: RunState) -> dict:
                 group_bad = True
             scaler.scale(loss / group_len).backward()
 
-        n_img = labels.numel() * info.world_size
-        sums["images"] += n_img
+        sums["images"] += labels.numel() * info.world_size
         sums["skipped"] += batch.skipped
         if torch.isfinite(loss_value):
             sums["loss"] += float(loss_value) * labels.numel()
@@ -151,44 +125,13 @@ def train_one_epoch(ctx: EpochContext, state: RunState) -> dict:
         if not last_of_group:
             continue
 
-        # ---- optimizer step (or a skipped one)
-        if group_bad:
-            optimizer.zero_grad(set_to_none=True)
-            _restore_buffers(ctx.raw_model, buffers_snapshot)
-            sums["nonfinite"] += 1
-            log.warning("non-finite loss at epoch %d step %d: step skipped", epoch + 1, state.step + 1)
-            group_bad = False
-        else:
-            if clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(ctx.raw_model.parameters(), float(clip))
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            if ctx.ema is not None and (state.step + 1) % ema_every == 0:
-                ctx.ema.update(ctx.raw_model)
-            if buffers_snapshot is not None:
-                buffers_snapshot = _snapshot_buffers(ctx.raw_model)
+        buffers_snapshot = _optimizer_step(ctx, state, group_bad, buffers_snapshot, sums)
+        group_bad = False
         state.step += 1
         used_lr = lr
         lr = ctx.lr_at(state.step)
         set_lr(optimizer, lr)
-
-        now = time.perf_counter()
-        sums["seconds"] += now - t_last
-        t_last = now
-        steps_here += 1
-        if progress is not None:
-            progress.update(1)
-            rate = sums["images"] / max(sums["seconds"], 1e-9)
-            left = (ctx.total_steps - state.step) * (now - t_start) / steps_here
-            progress.set_postfix_str(
-                f"loss {float(loss_value):.4f} lr {used_lr:.4g} {rate:.1f} img/s eta {_hms(left)}", refresh=False
-            )
-        if ctx.tb is not None and state.step % int(g["log_interval"]) == 0:
-            ctx.tb.add_scalar("train/loss", float(loss_value), state.step)
-            ctx.tb.add_scalar("train/lr", used_lr, state.step)
-            ctx.tb.add_scalar("train/img_per_s", sums["images"] / max(sums["seconds"], 1e-9), state.step)
+        _report_step(ctx, state, progress, sums, clock, float(loss_value), used_lr)
         if max_steps and state.step >= max_steps:
             break
         if save_every and state.step % save_every == 0 and state.batch < micro_total:
@@ -197,7 +140,88 @@ def train_one_epoch(ctx: EpochContext, state: RunState) -> dict:
     if progress is not None:
         progress.close()
     state.epoch_stats = dict(sums)
+    return _epoch_stats(ctx, state, sums)
 
+
+def _inputs(ctx: EpochContext, batch, epoch: int, b: int):
+    """One micro-batch on the device: images (channels_last if asked), labels, and mixed/smoothed targets.
+
+    Mixup draws from a generator seeded by ``(seed, epoch, batch)``, so a resumed run mixes the same pairs.
+    """
+    g, tr = ctx.cfg["Global"], ctx.cfg["DataLoader"]["Train"]
+    device = ctx.info.device
+    images = batch.images.to(device, non_blocking=True)
+    if g["channels_last"]:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = batch.labels.to(device, non_blocking=True)
+    targets = augment.one_hot_targets(labels, ctx.num_classes)
+    rng = np.random.default_rng([int(g["seed"]), epoch, b])
+    images, targets, _ = augment.mixup(images, targets, float(tr["mixup_alpha"]), rng)
+    targets = augment.smooth_targets(targets, float(ctx.cfg["Loss"]["label_smoothing"]))
+    return images, labels, targets
+
+
+def _loss(ctx: EpochContext, images: torch.Tensor, targets: torch.Tensor):
+    """The loss (label or distillation), its detached value, and whether it is finite on every rank."""
+    info = ctx.info
+    with autocast(info.device, ctx.cfg["Global"]["amp"]):
+        logits = ctx.model(images)
+        if ctx.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = ctx.teacher(images)
+    if ctx.teacher is not None:
+        loss = ctx.criterion(logits, teacher_logits, targets)
+    else:
+        loss = augment.soft_cross_entropy(logits, targets)
+    loss_value = loss.detach()
+    finite = torch.isfinite(loss_value).to(torch.float32)
+    if info.enabled:
+        finite = all_reduce_sum(finite) / info.world_size
+    return loss, loss_value, float(finite) >= 1.0
+
+
+def _optimizer_step(ctx: EpochContext, state: RunState, group_bad: bool, buffers_snapshot, sums: dict):
+    """The optimizer step of one accumulation group, or a skipped one after a non-finite loss
+    (gradients dropped, BN statistics restored). Returns the BN-buffer snapshot to restore next time."""
+    optimizer, scaler = ctx.optimizer, ctx.scaler
+    if group_bad:
+        optimizer.zero_grad(set_to_none=True)
+        _restore_buffers(ctx.raw_model, buffers_snapshot)
+        sums["nonfinite"] += 1
+        log.warning("non-finite loss at epoch %d step %d: step skipped", state.epoch + 1, state.step + 1)
+        return buffers_snapshot
+    clip = ctx.cfg["Optimizer"]["clip_grad_norm"]
+    if clip:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(ctx.raw_model.parameters(), float(clip))
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    if ctx.ema is not None and (state.step + 1) % int(ctx.cfg["EMA"]["every_steps"]) == 0:
+        ctx.ema.update(ctx.raw_model)
+    return _snapshot_buffers(ctx.raw_model) if buffers_snapshot is not None else None
+
+
+def _report_step(ctx: EpochContext, state: RunState, progress, sums: dict, clock: dict, loss: float, lr: float):
+    """Time the step; the progress bar and TensorBoard every ``Global.log_interval`` steps."""
+    now = time.perf_counter()
+    sums["seconds"] += now - clock["last"]
+    clock["last"] = now
+    clock["steps"] += 1
+    if progress is not None:
+        progress.update(1)
+        rate = sums["images"] / max(sums["seconds"], 1e-9)
+        left = (ctx.total_steps - state.step) * (now - clock["start"]) / clock["steps"]
+        progress.set_postfix_str(f"loss {loss:.4f} lr {lr:.4g} {rate:.1f} img/s eta {_hms(left)}", refresh=False)
+    if ctx.tb is not None and state.step % int(ctx.cfg["Global"]["log_interval"]) == 0:
+        ctx.tb.add_scalar("train/loss", loss, state.step)
+        ctx.tb.add_scalar("train/lr", lr, state.step)
+        ctx.tb.add_scalar("train/img_per_s", sums["images"] / max(sums["seconds"], 1e-9), state.step)
+
+
+def _epoch_stats(ctx: EpochContext, state: RunState, sums: dict) -> dict:
+    """The epoch's loss (averaged over every rank's images), throughput and the last learning rate used."""
+    info, device = ctx.info, ctx.info.device
     totals = torch.tensor([sums["loss"], sums["images"] / info.world_size, sums["skipped"]], dtype=torch.float64)
     totals = all_reduce_sum(totals.to(device)).cpu() if device.type == "cuda" else all_reduce_sum(totals)
     seconds = sums["seconds"]

@@ -108,21 +108,10 @@ def _translate_loader(raw: dict, split: str, out: dict) -> None:
         out["num_workers"] = int(loader["num_workers"])
 
 
-def translate_paddleclas(raw: dict) -> dict:
-    """A PaddleClas training YAML (as a dict) -> our config dict (not yet merged with defaults).
-
-    Covers what PaddleClas's classification configs use for Res2Net-style recipes; anything with no
-    faithful equivalent raises :class:`ConfigError` naming it rather than training something else.
-    """
+def _translate_arch_and_global(raw: dict, out: dict) -> None:
+    """``Arch`` (name, classes, pretrained weights) and ``Global`` (output, epochs, seed, resume, device, AMP, EMA)."""
     g = raw.get("Global") or {}
     arch = raw.get("Arch") or {}
-    out: dict[str, Any] = {
-        "Global": {},
-        "Arch": {},
-        "Loss": {},
-        "Optimizer": {},
-        "DataLoader": {"Train": {}, "Eval": {}},
-    }
     if "name" not in arch:
         raise ConfigError("PaddleClas config has no Arch.name")
     if arch["name"] in ("DistillationModel",):
@@ -159,6 +148,9 @@ def translate_paddleclas(raw: dict) -> dict:
     if raw.get("EMA"):
         out["EMA"] = {"enabled": True, "decay": float(raw["EMA"].get("decay", 0.9999))}
 
+
+def _translate_loss(raw: dict, out: dict) -> None:
+    """``Loss.Train``: (Mix)CELoss with its label-smoothing epsilon; any other loss is refused."""
     for name, args in _ops(get_path(raw, "Loss.Train")):
         if name in ("CELoss", "MixCELoss"):
             out["Loss"]["label_smoothing"] = float(args.get("epsilon") or 0.0)
@@ -167,6 +159,9 @@ def translate_paddleclas(raw: dict) -> dict:
     if get_path(raw, "Loss.Train") is not None and "label_smoothing" not in out["Loss"]:
         out["Loss"]["label_smoothing"] = 0.0
 
+
+def _translate_optimizer(raw: dict, out: dict) -> None:
+    """``Optimizer``: Momentum / AdamW, Cosine / Constant schedules with warmup, L2 decay, and the lr's batch size."""
     opt = raw.get("Optimizer") or {}
     if opt:
         name = str(opt.get("name", "Momentum")).lower()
@@ -205,6 +200,23 @@ def translate_paddleclas(raw: dict) -> dict:
         if per_gpu:
             out["Optimizer"]["lr_batch_size"] = 4 * int(per_gpu)
 
+
+def translate_paddleclas(raw: dict) -> dict:
+    """A PaddleClas training YAML (as a dict) -> our config dict (not yet merged with defaults).
+
+    Covers what PaddleClas's classification configs use for Res2Net-style recipes; anything with no
+    faithful equivalent raises :class:`ConfigError` naming it rather than training something else.
+    """
+    out: dict[str, Any] = {
+        "Global": {},
+        "Arch": {},
+        "Loss": {},
+        "Optimizer": {},
+        "DataLoader": {"Train": {}, "Eval": {}},
+    }
+    _translate_arch_and_global(raw, out)
+    _translate_loss(raw, out)
+    _translate_optimizer(raw, out)
     for split in ("Train", "Eval"):
         _translate_loader(raw, split, out["DataLoader"][split])
     return out
