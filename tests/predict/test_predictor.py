@@ -94,7 +94,7 @@ def test_fp32_engines_match_eager_on_real_photos(engine, tiny_weights, cache):
     assert batch.dtype == torch.float32 and batch.shape == (len(sample_images()), 3, 64, 64)
     out = p.forward(batch)
     assert isinstance(out, torch.Tensor)
-    assert_logits_close(out, eager_logits(p._torch_model(), batch.numpy()), atol=1e-4)
+    assert_logits_close(out, eager_logits(p.torch_model(), batch.numpy()), atol=1e-4)
     assert isinstance(p.forward(batch.numpy()), np.ndarray)  # numpy in, numpy out
 
 
@@ -385,7 +385,7 @@ def test_cuda_torch_engine(digits_model, tiny_weights, cache):
     """On a GPU: fp32 (TF32 off) within 1e-4 of CPU eager; bf16 checked on the trained model; auto picks one."""
     p = Predictor("res2net_tiny", tiny_weights, engine="torch", device="cuda", transform=SMALL, cache_dir=cache)
     batch = p.preprocess(sample_images())
-    assert_logits_close(p.forward(batch), eager_logits(p._torch_model().cpu(), batch.numpy()), atol=1e-4)
+    assert_logits_close(p.forward(batch), eager_logits(p.torch_model().cpu(), batch.numpy()), atol=1e-4)
     kw = dict(transform=digits_model.transform(), check_images=digits_model.val_dir, cache_dir=cache)
     bf16 = Predictor(
         digits_model.model_name, digits_model.weights, engine="torch", precision="bf16", device="cuda", **kw

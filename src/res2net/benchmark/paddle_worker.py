@@ -48,81 +48,101 @@ def reply(**msg) -> None:
     _PROTO.flush()
 
 
+def export_inference_model(spec: dict) -> Path:
+    """PaddleClas's own model with our weights (checked key by key), saved as an inference program."""
+    import numpy as np  # in the Paddle interpreter: this process never imports res2net's dependencies
+    import paddle
+    from paddle.static import InputSpec
+    from paddleclas.ppcls.arch.backbone.model_zoo import res2net, res2net_vd
+
+    name = spec["model"]
+    ctor = getattr(res2net_vd, name, None) or getattr(res2net, name, None)
+    if ctor is None:
+        raise ValueError(f"PaddleClas has no model {name!r}")
+    work = Path(spec["work_dir"])
+    work.mkdir(parents=True, exist_ok=True)
+    h, w = spec.get("input_size", [224, 224])
+    with paddle.utils.unique_name.guard():
+        model = ctor(class_num=spec["num_classes"])
+    model.eval()
+    arrays = dict(np.load(spec["weights"]))
+    state = model.state_dict()
+    missing = sorted(set(state) - set(arrays))
+    unexpected = sorted(set(arrays) - set(state))
+    if missing or unexpected:
+        raise ValueError(f"weights do not fit PaddleClas {name}: missing {missing[:5]}, extra {unexpected[:5]}")
+    for key, value in arrays.items():
+        if tuple(state[key].shape) != value.shape:
+            raise ValueError(f"{key}: shape {value.shape} vs PaddleClas {tuple(state[key].shape)}")
+    model.set_state_dict({k: paddle.to_tensor(v) for k, v in arrays.items()})
+    exported = paddle.nn.Sequential(model, paddle.nn.Softmax(axis=-1)) if spec.get("softmax", True) else model
+    exported.eval()
+    infer_dir = work / "inference_model"
+    paddle.jit.save(exported, str(infer_dir / "inference"), input_spec=[InputSpec([None, 3, h, w], "float32")])
+    return infer_dir
+
+
+def deploy_config(spec: dict, infer_dir: Path) -> dict:
+    """PaddleClas's ``deploy/configs/inference_cls.yaml`` pointed at ``infer_dir``, with the spec's knobs."""
+    from paddleclas.deploy.utils import config as ppconfig
+
+    h, _ = spec.get("input_size", [224, 224])
+    deploy = Path(ppconfig.__file__).resolve().parents[1]
+    cfg = ppconfig.get_config(str(deploy / "configs" / "inference_cls.yaml"), show=False)
+    g = cfg["Global"]
+    g["inference_model_dir"] = str(infer_dir)
+    g["use_gpu"] = False
+    g["enable_mkldnn"] = bool(spec.get("mkldnn", True))
+    g["cpu_num_threads"] = int(spec["threads"])
+    g["ir_optim"] = True
+    g["batch_size"] = 1
+    g["benchmark"] = False
+    ops = cfg["PreProcess"]["transform_ops"]
+    ops[0]["ResizeImage"]["resize_short"] = int(spec.get("resize_short", 256))
+    ops[1]["CropImage"]["size"] = int(h)
+    topk = cfg["PostProcess"]["Topk"]
+    topk["class_id_map_file"] = str(deploy.parent / "ppcls" / "utils" / "imagenet1k_label_list.txt")
+    if spec["num_classes"] != 1000:
+        topk["class_id_map_file"] = None
+    cfg["PostProcess"].pop("SavePreLabel", None)
+    return cfg
+
+
+def create_cls_predictor(cfg: dict):
+    """PaddleClas's ``ClsPredictor`` and whether memory optimisation stayed on."""
+    from paddleclas.deploy.python.predict_cls import ClsPredictor
+
+    try:
+        return ClsPredictor(cfg), True
+    except ValueError as e:
+        # Paddle 3.3 + PIR programs: enable_memory_optim() makes create_predictor fail ("Not find
+        # predictor_id 0 and pass_name memory_optimize_pass"); PaddleClas 2.6's predict_cls.py fails
+        # the same way. Drop only that call (it reuses buffers, it does not change kernels).
+        if "memory_optimize_pass" not in str(e):
+            raise
+        from paddle.inference import Config
+        from paddleclas.deploy.utils import predictor as pp
+
+        class NoMemoryOptimConfig(Config):
+            def enable_memory_optim(self, *args, **kwargs) -> None:
+                pass
+
+        pp.Config = NoMemoryOptimConfig
+        return ClsPredictor(cfg), False
+
+
 class Anchor:
     def __init__(self, spec: dict) -> None:
         import numpy as np
         import paddle
-        from paddle.static import InputSpec
-        from paddleclas.ppcls.arch.backbone.model_zoo import res2net, res2net_vd
 
         paddle.set_device("cpu")
         self.np = np
-        name = spec["model"]
-        ctor = getattr(res2net_vd, name, None) or getattr(res2net, name, None)
-        if ctor is None:
-            raise ValueError(f"PaddleClas has no model {name!r}")
-        work = Path(spec["work_dir"])
-        work.mkdir(parents=True, exist_ok=True)
         h, w = spec.get("input_size", [224, 224])
         self.hw = (h, w)
-        with paddle.utils.unique_name.guard():
-            model = ctor(class_num=spec["num_classes"])
-        model.eval()
-        arrays = dict(np.load(spec["weights"]))
-        state = model.state_dict()
-        missing = sorted(set(state) - set(arrays))
-        unexpected = sorted(set(arrays) - set(state))
-        if missing or unexpected:
-            raise ValueError(f"weights do not fit PaddleClas {name}: missing {missing[:5]}, extra {unexpected[:5]}")
-        for key, value in arrays.items():
-            if tuple(state[key].shape) != value.shape:
-                raise ValueError(f"{key}: shape {value.shape} vs PaddleClas {tuple(state[key].shape)}")
-        model.set_state_dict({k: paddle.to_tensor(v) for k, v in arrays.items()})
-        exported = paddle.nn.Sequential(model, paddle.nn.Softmax(axis=-1)) if spec.get("softmax", True) else model
-        exported.eval()
-        infer_dir = work / "inference_model"
-        paddle.jit.save(exported, str(infer_dir / "inference"), input_spec=[InputSpec([None, 3, h, w], "float32")])
-
-        from paddleclas.deploy.python.predict_cls import ClsPredictor
-        from paddleclas.deploy.utils import config as ppconfig
-
-        deploy = Path(ppconfig.__file__).resolve().parents[1]
-        cfg = ppconfig.get_config(str(deploy / "configs" / "inference_cls.yaml"), show=False)
+        cfg = deploy_config(spec, export_inference_model(spec))
         g = cfg["Global"]
-        g["inference_model_dir"] = str(infer_dir)
-        g["use_gpu"] = False
-        g["enable_mkldnn"] = bool(spec.get("mkldnn", True))
-        g["cpu_num_threads"] = int(spec["threads"])
-        g["ir_optim"] = True
-        g["batch_size"] = 1
-        g["benchmark"] = False
-        ops = cfg["PreProcess"]["transform_ops"]
-        ops[0]["ResizeImage"]["resize_short"] = int(spec.get("resize_short", 256))
-        ops[1]["CropImage"]["size"] = int(h)
-        topk = cfg["PostProcess"]["Topk"]
-        topk["class_id_map_file"] = str(deploy.parent / "ppcls" / "utils" / "imagenet1k_label_list.txt")
-        if spec["num_classes"] != 1000:
-            topk["class_id_map_file"] = None
-        cfg["PostProcess"].pop("SavePreLabel", None)
-        memory_optim = True
-        try:
-            self.cls = ClsPredictor(cfg)
-        except ValueError as e:
-            # Paddle 3.3 + PIR programs: enable_memory_optim() makes create_predictor fail ("Not find
-            # predictor_id 0 and pass_name memory_optimize_pass"); PaddleClas 2.6's predict_cls.py fails
-            # the same way. Drop only that call (it reuses buffers, it does not change kernels).
-            if "memory_optimize_pass" not in str(e):
-                raise
-            from paddle.inference import Config
-            from paddleclas.deploy.utils import predictor as pp
-
-            class NoMemoryOptimConfig(Config):
-                def enable_memory_optim(self, *args, **kwargs) -> None:
-                    pass
-
-            pp.Config = NoMemoryOptimConfig
-            memory_optim = False
-            self.cls = ClsPredictor(cfg)
+        self.cls, memory_optim = create_cls_predictor(cfg)
         self.predictor = self.cls.predictor
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])

@@ -136,7 +136,7 @@ def build_pte(predictor, precision: str, calibration: np.ndarray | None):
 
     def build(d: Path) -> None:
         export_pte(
-            predictor._torch_model(),  # the fp32 eval-mode model the Predictor resolved
+            predictor.torch_model(),  # the fp32 eval-mode model the Predictor resolved
             d / "model.pte",
             quantize=precision,
             calibration=calibration,
@@ -145,6 +145,38 @@ def build_pte(predictor, precision: str, calibration: np.ndarray | None):
         )
 
     return PteModel(cache.get_or_build(key, build) / "model.pte")
+
+
+def _measure(row: ReportRow, ref_pred, build, calib, data: EvalSet, batch_sizes, timing: tuple[int, int]) -> np.ndarray:
+    """Size and latency of ``row``'s engine into ``row``; return its logits on the evaluation set.
+
+    ``ref_pred`` is the PyTorch fp32 reference Predictor (reused for that row and the ``.pte`` export),
+    ``build(engine, precision)`` makes the others; ``timing`` is ``(warmup, iters)``. ExecuTorch runs
+    its fixed-batch ``.pte`` at batch 1 only.
+    """
+    engine, precision = row.engine, row.precision
+    warmup, iters = timing
+    if engine == "executorch":
+        pte = build_pte(ref_pred, precision, calib)
+        fn = lambda x, m=pte: m(x).numpy()  # noqa: E731
+        row.size_mb = _file_size_mb(pte.path)
+        sizes = [1]
+    else:
+        pred = ref_pred if (engine, precision) == ("torch", "fp32") else build(engine, precision)
+        fn = pred.engine.forward
+        if engine == "torch":
+            sd = pred.torch_model().state_dict()
+            row.size_mb = sum(t.numel() * t.element_size() for t in sd.values()) / 1e6
+            if precision != "fp32":
+                row.size_mb = None  # converted at load time: no artifact on disk
+        else:
+            row.size_mb = _file_size_mb(getattr(pred.engine, "path", None))
+        sizes = list(batch_sizes)
+    with torch.inference_mode():
+        out = _run_chunks(fn, data.inputs, 1 if engine == "executorch" else 16)
+        for b in batch_sizes:
+            row.latency_ms[b] = _median_ms(fn, _batch(data.inputs, b), warmup, iters) if b in sizes else None
+    return out
 
 
 def quantize_report(
@@ -211,27 +243,7 @@ def quantize_report(
             rows.append(row)
             log.info("measuring %s %s", engine, precision)
             try:
-                if engine == "executorch":
-                    pte = build_pte(ref_pred, precision, calib)
-                    fn = lambda x, m=pte: m(x).numpy()  # noqa: E731
-                    row.size_mb = _file_size_mb(pte.path)
-                    sizes = [1]
-                else:
-                    pred = ref_pred if (engine, precision) == ("torch", "fp32") else predictor(engine, precision)
-                    fn = pred.engine.forward
-                    if engine == "torch":
-                        sd = pred._torch_model().state_dict()
-                        row.size_mb = sum(t.numel() * t.element_size() for t in sd.values()) / 1e6
-                        if precision != "fp32":
-                            row.size_mb = None  # converted at load time: no artifact on disk
-                    else:
-                        row.size_mb = _file_size_mb(getattr(pred.engine, "path", None))
-                    sizes = list(batch_sizes)
-                with torch.inference_mode():
-                    out = _run_chunks(fn, data.inputs, 1 if engine == "executorch" else 16)
-                    for b in batch_sizes:
-                        timed = b in sizes
-                        row.latency_ms[b] = _median_ms(fn, _batch(data.inputs, b), warmup, iters) if timed else None
+                out = _measure(row, ref_pred, predictor, calib, data, batch_sizes, (warmup, iters))
             except (EngineError, Res2NetError, ImportError) as e:
                 row.note = str(e).splitlines()[0]
                 log.warning("%s %s: %s", engine, precision, row.note)

@@ -133,7 +133,7 @@ class Predictor:
         ctx = BuildContext(
             model_id=self.model_id,
             weights_sha256=self.weights_sha256,
-            model_factory=self._torch_model,
+            model_factory=self.torch_model,
             input_size=self.transform.crop_size,
             cache=ArtifactCache(cache_dir),
             threads=threads or (default_threads() if self.device == "cpu" else None),
@@ -183,7 +183,7 @@ class Predictor:
         cfg_digest = hashlib.sha256(repr(cfg).encode()).hexdigest()[:8]
         self.model_id = f"{self.model_name}-{self.num_classes}c-{cfg_digest}"
 
-    def _torch_model(self) -> nn.Module:
+    def torch_model(self) -> nn.Module:
         """The fp32 eval-mode PyTorch model (built on first use: cached engines never need it)."""
         if self._module is None:
             weights = self._raw or self.weights_path
@@ -220,7 +220,7 @@ class Predictor:
 
     def _reference(self, inputs: np.ndarray) -> np.ndarray:
         """PyTorch eager fp32 logits: what every engine is judged against."""
-        model = self._torch_model()
+        model = self.torch_model()
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # fp32 is fp32
