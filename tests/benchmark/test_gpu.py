@@ -1,4 +1,4 @@
-"""GPU runners on a trained model (skipped without CUDA; benchmarks/gpu_checks.sh runs them on a GPU).
+"""GPU runners on a trained model (skipped without CUDA; scripts/gpu_checks.sh runs them on a GPU).
 
 fp32 (TF32 off) must match CPU eager within 1e-4; fp16 / bf16 are judged by relative logit error and
 top-1 agreement on the digits validation images — what reduced precision does to predictions.

@@ -1,4 +1,4 @@
-"""``benchmarks/load_test.py`` end to end on the tiny model: real servers, real clients, its report.
+"""``scripts/load_test.py`` end to end on the tiny model: real servers, real clients, its report.
 
 The numbers themselves are machine-dependent (docs/benchmarks.md has the measured ones); what is
 checked is that every scenario ran without errors, that the server-side forward-pass figures were
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def load_test():
-    spec = importlib.util.spec_from_file_location("load_test", ROOT / "benchmarks" / "load_test.py")
+    spec = importlib.util.spec_from_file_location("load_test", ROOT / "scripts" / "load_test.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["load_test"] = module
     spec.loader.exec_module(module)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # All GPU checks of res2net in one go, for a machine lent with one NVIDIA GPU (H100/H200, ~15 min budget).
 #
-#   bash benchmarks/gpu_checks.sh                        # every step; results under $OUT or ./gpu-results
-#   bash benchmarks/gpu_checks.sh latency autotune       # only the named steps (one device call is <= 10 min)
+#   bash scripts/gpu_checks.sh                        # every step; results under $OUT or ./gpu-results
+#   bash scripts/gpu_checks.sh latency autotune       # only the named steps (one device call is <= 10 min)
 #
 # Steps (each under its own timeout, so one slow step cannot eat the budget; the most important first):
 #   latency   the seed's table: Res2Net50_vd_26w_4s at bs 1/4/8 in fp32 (TF32 off), fp16, bf16:
@@ -15,7 +15,7 @@
 #             path's artifact) in fp16 at bs 1/4/8                                     (~3-5 min: compilation)
 #   autotune  torch.compile max-autotune with Inductor freezing (weights folded into the graph), fp16
 #             bs 1 — the attempt at the "< 1.0 ms" target beyond reduce-overhead        (~3-5 min: autotuning)
-#   serving   benchmarks/load_test.py against `res2net serve --device cuda`: dynamic batching vs
+#   serving   scripts/load_test.py against `res2net serve --device cuda`: dynamic batching vs
 #             --max-batch-size 1 at 16 clients (the serving issue's >= 1.5x target)   (~1 min)
 # Always: the machine's GPU and versions first, and last the verdict on "bs=1 fp16 < 1.0 ms" (best fp16 runner).
 #
@@ -83,7 +83,7 @@ if wants serving && ! "$PY" -c "import fastapi, uvicorn, multipart" 2> "$OUT/ser
   log "skip serving: the server's web stack is missing here ($(tail -1 "$OUT/serving.log"))"
   STEPS="${STEPS/serving/}"
 fi
-wants serving && step serving 240 "$PY" benchmarks/load_test.py --model Res2Net50_vd_26w_4s --engine torch \
+wants serving && step serving 240 "$PY" scripts/load_test.py --model Res2Net50_vd_26w_4s --engine torch \
   --device cuda --duration 10 --repeat 1 --scenarios batching,no-batching --json "$OUT/serving.json"
 
 # verdict on the target, from whatever was measured

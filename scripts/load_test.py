@@ -16,9 +16,9 @@ cost anything (decoding, HTTP and the client do not get cheaper in batches), so 
 speed-up next to that bound: on a CPU whose forward pass is already nearly as efficient per image at
 batch 1 as at batch 8, no scheduler can do better than the bound, and the script says so.
 
-    python benchmarks/load_test.py                                   # res2net_tiny, 16 clients, 20 s each
-    python benchmarks/load_test.py --model Res2Net50_vd_26w_4s --engine auto --repeat 3 --json out.json
-    python benchmarks/load_test.py --model Res2Net50_vd_26w_4s --engine torch --device cuda  # GPU server
+    python scripts/load_test.py                                   # res2net_tiny, 16 clients, 20 s each
+    python scripts/load_test.py --model Res2Net50_vd_26w_4s --engine auto --repeat 3 --json out.json
+    python scripts/load_test.py --model Res2Net50_vd_26w_4s --engine torch --device cuda  # GPU server
 
 The clients are raw asyncio HTTP/1.1 (one process, little CPU), sending what ``tritonclient.http``
 sends: an OIP v2 request with one JPEG in a BYTES tensor, binary tensor data extension. On a small

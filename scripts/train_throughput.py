@@ -1,7 +1,7 @@
 """Training throughput (images/s) of one fwd + bwd + optimizer step, ours vs timm, side by side.
 
-    .venv/bin/python benchmarks/train_throughput.py                     # Res2Net50_vd_26w_4s vs timm res2net50d
-    .venv/bin/python benchmarks/train_throughput.py --batch 16 --steps 6 --variants fp32,cl_bf16_fused
+    .venv/bin/python scripts/train_throughput.py                     # Res2Net50_vd_26w_4s vs timm res2net50d
+    .venv/bin/python scripts/train_throughput.py --batch 16 --steps 6 --variants fp32,cl_bf16_fused
 
 Every variant runs in its own fresh process (no shared caches or allocator state), one after the
 other, on the same random batch (224x224, batch 16), with the PaddleClas recipe's step: SGD momentum
