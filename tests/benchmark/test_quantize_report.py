@@ -108,6 +108,8 @@ def test_quantize_report_cli(digits_model, cache_dir, report, capsys):
     assert main([*args, "--markdown"]) == 0
     table = capsys.readouterr().out
     assert "| onnxruntime | int8 |" in table and "Δ acc (pts)" in table
+    recipe = got["onnxruntime", "int8"]["recipe"]  # chosen for this CPU kind, and said so
+    assert recipe.split()[0] in ("u8s8", "u8s8-reduce-range") and recipe in table and out["cpu"]
 
 
 def test_quantize_report_rejects_unknown_engine(digits_model):

@@ -32,11 +32,11 @@ from res2net.benchmark.remote import RemoteRunner
 from res2net.benchmark.runner_base import Runner, Unsupported, fp32_means_fp32
 from res2net.benchmark.runners import CPU_ENGINES, build_runner, check_supported
 from res2net.benchmark.timing import Summary
+from res2net.cpu import cpu_flags, isa_level
 from res2net.data.image import find_images
 from res2net.errors import Res2NetError
 from res2net.export.verify import default_images, preprocess_images
 from res2net.factory import create_model_for_weights
-from res2net.runtime.base import cpu_flags
 
 log = logging.getLogger("res2net.benchmark")
 
@@ -136,6 +136,7 @@ def machine_info(device: str = "cpu") -> dict:
     flags = cpu_flags()
     info["cpu_features"] = sorted(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
                                   if f in flags)  # fmt: skip
+    info["isa"] = isa_level()
     for mod in ("onnxruntime", "openvino"):
         with contextlib.suppress(ImportError):
             info[mod] = __import__(mod).__version__

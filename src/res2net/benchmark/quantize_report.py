@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from res2net.cpu import isa_level
 from res2net.data.datasets import DatasetError, read_list_file, scan_image_folder
 from res2net.data.image import load_image
 from res2net.errors import Res2NetError
@@ -56,7 +57,8 @@ class ReportRow:
     top1_agreement: float | None = None
     accuracy: float | None = None
     accuracy_delta: float | None = None
-    note: str = ""
+    note: str = ""  # why the row has no numbers
+    recipe: str = ""  # an int8 recipe chosen for this CPU kind (ONNX Runtime), shown in the note column
 
 
 @dataclass
@@ -171,6 +173,8 @@ def _measure(row: ReportRow, ref_pred, build, calib, data: EvalSet, batch_sizes,
                 row.size_mb = None  # converted at load time: no artifact on disk
         else:
             row.size_mb = _file_size_mb(getattr(pred.engine, "path", None))
+        if getattr(pred.engine, "recipe", None):  # ONNX Runtime int8: depends on the CPU kind
+            row.recipe = f"{pred.engine.recipe} (CPU: {isa_level()})"
         sizes = list(batch_sizes)
     with torch.inference_mode():
         out = _run_chunks(fn, data.inputs, 1 if engine == "executorch" else 16)
@@ -273,7 +277,7 @@ def format_table(rows: list[ReportRow], batch_sizes: Sequence[int], markdown: bo
                 pct(r.top1_agreement, ".1f"),
                 fmt(None if r.accuracy is None else 100 * r.accuracy, ".2f"),
                 fmt(None if r.accuracy_delta is None else 100 * r.accuracy_delta, "+.2f"),
-                r.note,
+                r.note or r.recipe,
             ]
         )
     if markdown:

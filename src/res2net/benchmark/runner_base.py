@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from res2net.benchmark.timing import cuda_sync, time_calls
+from res2net.cpu import has_bf16
 from res2net.errors import Res2NetError
 from res2net.export.verify import compare_outputs, default_images, preprocess_images
-from res2net.runtime.base import has_bf16
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -9,6 +9,7 @@ from dataclasses import asdict
 import torch
 
 from res2net.benchmark.quantize_report import DEFAULT_BATCH_SIZES, ENGINES, format_table, quantize_report
+from res2net.cpu import describe_cpu
 from res2net.data.transforms import EvalTransform
 from res2net.models.zoo import get_card
 
@@ -64,12 +65,13 @@ def main(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
     )
     if args.json:
-        print(json.dumps({"eval_set": data.source, "images": len(data.inputs), "rows": [asdict(r) for r in rows]}))
+        summary = {"eval_set": data.source, "images": len(data.inputs), "cpu": describe_cpu()}
+        print(json.dumps({**summary, "rows": [asdict(r) for r in rows]}))
     else:
         labelled = "labelled" if data.labels is not None else "unlabelled: no accuracy"
         print(
             f"{args.model}: {len(data.inputs)} evaluation images from {data.source} ({labelled}); "
-            f"latency = median of {args.iters} calls, {torch.get_num_threads()} threads"
+            f"latency = median of {args.iters} calls, {torch.get_num_threads()} threads\n{describe_cpu()}"
         )
         print(format_table(rows, batch_sizes, markdown=args.markdown))
     return 0 if any(r.rel_error is not None for r in rows) else 1

@@ -11,7 +11,8 @@ precision is only used after its accuracy check against PyTorch fp32 passed (see
 from __future__ import annotations
 
 from res2net.accuracy import PRECISIONS, AccuracyReport, compare_logits
-from res2net.runtime.base import BuildContext, Engine, EngineError, has_bf16, has_int8_dot
+from res2net.cpu import has_bf16, has_int8_dot
+from res2net.runtime.base import BuildContext, Engine, EngineError
 from res2net.runtime.cache import ArtifactCache, ArtifactKey
 from res2net.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from res2net.runtime.openvino_engine import OpenVINOEngine

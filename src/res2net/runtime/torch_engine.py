@@ -12,8 +12,9 @@ import copy
 import numpy as np
 import torch
 
+from res2net.cpu import has_bf16
 from res2net.models.fuse import fold_batchnorm
-from res2net.runtime.base import BuildContext, Engine, has_bf16
+from res2net.runtime.base import BuildContext, Engine
 
 
 class TorchEngine(Engine):
