@@ -36,7 +36,20 @@ class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         sys.modules[module.__name__] = importlib.import_module(new)
 
 
-def alias_package(old: str, new: str) -> None:
-    """Serve every submodule ``old.X`` as ``new.X`` (call from ``old/__init__.py``)."""
+def alias_package(old: str, new: str):
+    """Serve every submodule ``old.X`` as ``new.X`` and warn once; returns ``old``'s module ``__getattr__``.
+
+    Call from ``old/__init__.py`` as ``__getattr__ = alias_package(__name__, "new.package")``, so that
+    ``old.X`` attribute access (``import old; old.X``) finds the moved submodule too.
+    """
+    warn_moved(old, new, stacklevel=4)
     if not any(isinstance(f, _AliasFinder) and f.old == old for f in sys.meta_path):
         sys.meta_path.insert(0, _AliasFinder(old, new))
+
+    def __getattr__(name: str):
+        try:
+            return importlib.import_module(f"{new}.{name}")
+        except ModuleNotFoundError:
+            raise AttributeError(f"module {old!r} has no attribute {name!r}") from None
+
+    return __getattr__
