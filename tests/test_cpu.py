@@ -18,7 +18,7 @@ import torch
 
 import res2net
 from res2net.cpu import ISA_LEVELS, cpu_flags, has_bf16
-from res2net.engines import auto_candidates
+from res2net.runtime import auto_candidates
 
 
 @pytest.mark.parametrize("cap", list(ISA_LEVELS))
@@ -41,7 +41,7 @@ _CAPPED = r"""
 import json, sys
 import numpy as np, torch
 import res2net
-from res2net.engines import auto_candidates
+from res2net.runtime import auto_candidates
 torch.manual_seed(0)
 model = res2net.create_model("res2net_tiny").eval()
 x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))

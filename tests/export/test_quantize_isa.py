@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from res2net.accuracy import compare_logits
 from res2net.cpu import CpuIsaError, cpu_flags, has_int8_dot, isa_level
-from res2net.engines import compare_logits
 from res2net.export.quantize import (
     ONNX_INT8_RECIPES,
     CalibrationError,

@@ -47,7 +47,7 @@ def test_bf16_pt2_reports_error_and_agreement(tmp_path, trained):
     model, x, y, ref, eager_top1 = trained
     import copy
 
-    from res2net.engines.torch_engine import fold_batchnorm
+    from res2net.models.fuse import fold_batchnorm
 
     bf16 = fold_batchnorm(copy.deepcopy(model)).to(torch.bfloat16)
     path = export_pt2(bf16, tmp_path / "digits_bf16.pt2", input_size=SIZE)
