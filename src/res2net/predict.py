@@ -31,12 +31,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from res2net.data.image import ImageError, ImageSource, _describe, find_images, load_image
+from res2net.data.image import ImageError, ImageSource, escape_name, find_images, prepare_image
 from res2net.data.transforms import EvalTransform
 from res2net.engines import (
     ENGINE_NAMES,
@@ -382,11 +381,7 @@ class Predictor:
         return out
 
     def _prepare(self, source: ImageSource) -> np.ndarray:
-        img = load_image(source)  # ImageError naming the source
-        try:
-            return self.transform(img)
-        except (ValueError, cv2.error) as e:
-            raise ImageError(f"{_describe(source)}: cannot preprocess ({e})") from None
+        return prepare_image(source, self.transform)  # ImageError naming the source
 
     def preprocess(self, images) -> torch.Tensor:
         """Images (paths, folders, globs, bytes, arrays, PIL images) -> float32 NCHW tensor, PaddleClas-exact."""
@@ -517,8 +512,8 @@ def _format(result: dict, as_json: bool) -> str:
     if as_json:
         return json.dumps(result, ensure_ascii=False)
     scores = "[" + ", ".join(f"{s:.2f}" for s in result["scores"]) + "]"
-    return (
-        f"{result['filename']}:\tclass id(s): {result['class_ids']}, score(s): {scores}, "
+    return (  # the name escaped: a file name holding a newline or tab must not forge a result line
+        f"{escape_name(str(result['filename']))}:\tclass id(s): {result['class_ids']}, score(s): {scores}, "
         f"label_name(s): {result['label_names']}"
     )
 

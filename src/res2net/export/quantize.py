@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from res2net.data.image import IMAGE_EXTENSIONS, ImageError, find_images, load_image
+from res2net.data.image import IMAGE_EXTENSIONS, ImageError, find_images, load_image, prepare_image
 from res2net.data.transforms import EvalTransform
 from res2net.errors import Res2NetError
 
@@ -174,8 +174,8 @@ def calibration_data(
     arrays = []
     for f in files:
         try:
-            arrays.append(transform(load_image(f)))
-        except (ImageError, ValueError) as e:
+            arrays.append(prepare_image(f, transform))
+        except ImageError as e:
             log.warning("calibration: skipping %s", e)
     if not arrays:
         raise CalibrationError(f"{source}: none of the {len(files)} calibration images could be read")

@@ -197,11 +197,8 @@ class InferenceService:
         )
         out: list[np.ndarray | ImageError] = []
         for r in results:
-            if isinstance(r, ImageError):
+            if isinstance(r, ImageError):  # prepare_image turns whatever the input made fail into this
                 out.append(ImageError(_BYTES_PREFIX.sub("", str(r), count=1)))
-            elif isinstance(r, Exception):  # the input made a decoder/transform fail: still the input's fault
-                log.warning("image preprocessing failed unexpectedly: %r", r)
-                out.append(ImageError(f"cannot preprocess image ({type(r).__name__}: {r})"))
             elif isinstance(r, BaseException):
                 raise r
             else:
