@@ -331,8 +331,7 @@ def _train(cfg: dict, info) -> TrainResult:
             )
             if finished_epoch:  # a partial epoch (max_steps) gets its line when it is completed
                 metrics.append(record)
-                with open(out / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                ckpt_io.append_jsonl(out / "metrics.jsonl", record)
             _log_epoch(record, epochs, tb)
         if finished_epoch:
             state.epoch_stats = {}
@@ -762,18 +761,19 @@ def _weights_metadata(cfg: dict, epoch: int, step: int, top1, which: str) -> dic
 
 
 def _read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from res2net.engine.checkpoint import read_jsonl
+
+    return read_jsonl(path)[0]
 
 
 def _truncate_metrics(path: Path, next_epoch: int) -> None:
-    """Drop lines of epochs the resumed run will redo (written after the checkpoint it resumes from)."""
-    from res2net.engine.checkpoint import atomic_write_bytes
+    """Drop lines of epochs the resumed run will redo (written after the checkpoint it resumes from),
+    and a line torn by the crash that interrupted the run."""
+    from res2net.engine.checkpoint import atomic_write_bytes, read_jsonl
 
-    rows = _read_metrics(path)
+    rows, torn = read_jsonl(path)
     keep = [r for r in rows if r.get("epoch", 0) <= next_epoch]
-    if len(keep) != len(rows):
+    if torn or len(keep) != len(rows):
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
 
 
