@@ -62,6 +62,20 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def _http_server(app, cfg: ServeConfig, guard) -> _HTTPServer:
+    config = uvicorn.Config(
+        app,
+        http=guard.protocol(),  # header deadline + connection cap (connections.py), not limit_concurrency
+        log_config=None,
+        access_log=False,  # ours is structured (middleware.ServerMiddleware)
+        lifespan="off",
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=int(cfg.timeout_s) + 5,
+        server_header=False,
+    )
+    return _HTTPServer(config)
+
+
 def _raise_open_files_limit(wanted: int) -> None:
     """Room for ``--max-connections`` sockets: raise the soft open-files limit (up to the hard one)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -70,7 +84,7 @@ def _raise_open_files_limit(wanted: int) -> None:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
         if new < wanted:
-            log.warning("open-files limit %d: fewer than the %d connections --max-connections allows", new, wanted)
+            log.warning("open-files limit %d is below the %d that --max-connections needs", new, wanted)
 
 
 def _configure_access_log(enabled: bool) -> None:
@@ -98,19 +112,7 @@ async def serve(cfg: ServeConfig, reuse_port: bool = False) -> int:
     app = create_app(service)
     sock = _bind(cfg.host, cfg.port, reuse_port)
     grpc_server = create_grpc_server(service, cfg, reuse_port) if cfg.grpc_port else None
-    guard = ConnectionGuard(cfg.connection_limit, cfg.header_timeout_s, service.metrics)
-    http = _HTTPServer(
-        uvicorn.Config(
-            app,
-            http=guard.protocol(),  # header deadline + connection cap (connections.py), not limit_concurrency
-            log_config=None,
-            access_log=False,  # ours is structured (middleware.ServerMiddleware)
-            lifespan="off",
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=int(cfg.timeout_s) + 5,
-            server_header=False,
-        )
-    )
+    http = _http_server(app, cfg, ConnectionGuard(cfg.connection_limit, cfg.header_timeout_s, service.metrics))
     loop = asyncio.get_running_loop()
     exit_code = 0
     background: list[asyncio.Future] = []
