@@ -54,6 +54,31 @@ def paddle_python() -> Path | None:
     return exe if exe.exists() else None
 
 
+def run_oracle(tmp_path: Path, files: list[Path], arrays: dict[str, np.ndarray]):
+    """PaddleClas's ops (:data:`ORACLE`) on ``files`` and ``arrays`` in ``.venv-paddle``; skips without it."""
+    exe = paddle_python()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Paddle oracle environment is missing in CI: scripts/setup.sh must create .venv-paddle")
+        pytest.skip("no .venv-paddle (run scripts/setup.sh)")
+    (tmp_path / "files.json").write_text(json.dumps([str(f) for f in files]))
+    np.savez(tmp_path / "arrays.npz", **arrays)
+    script = tmp_path / "oracle.py"
+    script.write_text(ORACLE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run(
+        [str(exe), str(script), str(tmp_path / "files.json"), str(tmp_path / "arrays.npz"), str(tmp_path / "out.npz")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if proc.returncode:
+        sys.stderr.write(proc.stderr[-3000:])
+        pytest.fail(f"PaddleClas oracle failed ({proc.returncode})")
+    return np.load(tmp_path / "out.npz")
+
+
 def photo_files() -> list[Path]:
     """Real JPEG and PNG photos shipped by scikit-image, scikit-learn and res2net itself."""
     import skimage.data
@@ -155,30 +180,10 @@ def test_normalize_formula():
 
 @pytest.mark.paddle
 def test_preprocessing_matches_paddleclas_ops(tmp_path):
-    exe = paddle_python()
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("the Paddle oracle environment is missing in CI: scripts/setup.sh must create .venv-paddle")
-        pytest.skip("no .venv-paddle (run scripts/setup.sh)")
     files = photo_files()
     assert len(files) >= 8
     ours_decoded = {str(i): load_image(f) for i, f in enumerate(files)}
-    (tmp_path / "files.json").write_text(json.dumps([str(f) for f in files]))
-    np.savez(tmp_path / "arrays.npz", **ours_decoded)
-    script = tmp_path / "oracle.py"
-    script.write_text(ORACLE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run(
-        [str(exe), str(script), str(tmp_path / "files.json"), str(tmp_path / "arrays.npz"), str(tmp_path / "out.npz")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    if proc.returncode:
-        sys.stderr.write(proc.stderr[-3000:])
-        pytest.fail(f"PaddleClas oracle failed ({proc.returncode})")
-    ref = np.load(tmp_path / "out.npz")
+    ref = run_oracle(tmp_path, files, ours_decoded)
     t = EvalTransform()
     for i, f in enumerate(files):
         # 1. same decoded pixels: resize + crop identical, normalisation within float rounding
@@ -194,28 +199,8 @@ def test_preprocessing_matches_paddleclas_ops(tmp_path):
 @pytest.mark.paddle
 def test_extreme_aspect_ratios_match_paddleclas_ops(tmp_path):
     """PaddleClas resizes a 4000x3 image whole (341333x256) before cropping; we resize only the window."""
-    exe = paddle_python()
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("the Paddle oracle environment is missing in CI: scripts/setup.sh must create .venv-paddle")
-        pytest.skip("no .venv-paddle (run scripts/setup.sh)")
     arrays = {k: v for k, v in awkward_images().items() if v.ndim == 3}
-    (tmp_path / "files.json").write_text("[]")
-    np.savez(tmp_path / "arrays.npz", **arrays)
-    script = tmp_path / "oracle.py"
-    script.write_text(ORACLE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run(
-        [str(exe), str(script), str(tmp_path / "files.json"), str(tmp_path / "arrays.npz"), str(tmp_path / "out.npz")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    if proc.returncode:
-        sys.stderr.write(proc.stderr[-3000:])
-        pytest.fail(f"PaddleClas oracle failed ({proc.returncode})")
-    ref = np.load(tmp_path / "out.npz")
+    ref = run_oracle(tmp_path, [], arrays)
     t = EvalTransform()
     for name, img in arrays.items():
         for limit in (0, None):  # the window path forced, and the default choice
