@@ -56,7 +56,7 @@ def escape_name(name: str) -> str:
     return _UNSAFE.sub(_escape_char, name)
 
 
-def _describe(source: ImageSource) -> str:
+def describe_source(source: ImageSource) -> str:
     if isinstance(source, (str, Path)):
         return escape_name(str(source))
     if isinstance(source, bytes):
@@ -88,7 +88,7 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
     Raises :class:`ImageError` naming the source for anything wrong with it, whatever the decoder raised.
     """
-    name = _describe(source)
+    name = describe_source(source)
     if isinstance(source, np.ndarray):
         arr = source
         if arr.ndim == 2:
@@ -147,7 +147,7 @@ def prepare_image(source: ImageSource, transform: Callable[[np.ndarray], T], max
     try:
         return transform(img)
     except Exception as e:
-        raise ImageError(f"{_describe(source)}: cannot preprocess ({type(e).__name__}: {e})") from None
+        raise ImageError(f"{describe_source(source)}: cannot preprocess ({type(e).__name__}: {e})") from None
 
 
 def find_images(inputs: list[str | Path], extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
