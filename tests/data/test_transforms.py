@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from res2net.data.image import load_image
-from res2net.data.transforms import _INTERPOLATION, EvalTransform, center_crop, resize_center_crop, resize_short
+from res2net.data.transforms import INTERPOLATION, EvalTransform, center_crop, resize_center_crop, resize_short
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,7 +111,7 @@ def plain_resize_crop(img, size=256, crop=224, interpolation="bilinear"):
     h, w = img.shape[:2]
     scale = size / min(h, w)
     resized = cv2.resize(
-        img, (int(round(w * scale)), int(round(h * scale))), interpolation=_INTERPOLATION[interpolation]
+        img, (int(round(w * scale)), int(round(h * scale))), interpolation=INTERPOLATION[interpolation]
     )
     return center_crop(resized, crop)
 

@@ -65,7 +65,7 @@ def resize_center_crop(
     if new_h < crop or new_w < crop:
         raise ValueError(f"cannot crop {crop}x{crop} from a {w}x{h} image resized to {new_w}x{new_h}")
     if new_h * new_w <= max_resized_pixels:
-        return center_crop(cv2.resize(img, (new_w, new_h), interpolation=_INTERPOLATION[interpolation]), crop)
+        return center_crop(cv2.resize(img, (new_w, new_h), interpolation=INTERPOLATION[interpolation]), crop)
     rows, row_w = _taps(h, new_h, (new_h - crop) // 2, crop, interpolation, columns=False)
     cols, col_w = _taps(w, new_w, (new_w - crop) // 2, crop, interpolation, columns=True)
     # gather only the source pixels under the window: at most (taps * crop) squared of them
