@@ -26,6 +26,7 @@ from res2net.weights.safe_pickle import (
     UnsafePickleError,
     read_file_buffer,
     safe_load_pickle,
+    short_repr,
 )
 
 
@@ -59,7 +60,7 @@ def _array_value(value: object, key: str, path: Path) -> PickledArray:
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], PickledArray):
         value = value[1]  # Paddle 2.1 non-state-dict saves: (name, ndarray)
     if not isinstance(value, PickledArray):
-        raise WeightsError(f"{path}: entry {key!r} is a {type(value).__name__}, not an array")
+        raise WeightsError(f"{path}: entry {short_repr(key)} is a {type(value).__name__}, not an array")
     return value
 
 
@@ -67,7 +68,7 @@ def _shape_of(value: object, what: str, path: Path) -> tuple[int, ...]:
     if not (isinstance(value, (list, tuple)) and len(value) <= MAX_NDIM):
         raise WeightsError(f"{path}: {what} is not a list of at most {MAX_NDIM} sizes: {type(value).__name__}")
     if not all(type(n) is int and n >= 0 for n in value):
-        raise WeightsError(f"{path}: {what} {list(value)[:MAX_NDIM]} is not made of non-negative integers")
+        raise WeightsError(f"{path}: {what} {short_repr(value)} is not made of non-negative integers")
     return tuple(value)
 
 
@@ -79,7 +80,7 @@ def _join_big_params(obj: dict[str, PickledArray | np.ndarray], big: object, pat
     if not isinstance(big, dict):
         raise WeightsError(f"{path}: {_PADDLE_BIG} is a {type(big).__name__}, not a dict")
     for key, info in big.items():
-        where = f"{_PADDLE_BIG}[{key!r}]"
+        where = f"{_PADDLE_BIG}[{short_repr(key)}]"
         if not isinstance(key, str) or not isinstance(info, dict):
             raise WeightsError(f"{path}: {where} is not a name -> {{OriginShape, slices}} entry")
         shape = _shape_of(info.get("OriginShape"), f"{where}['OriginShape']", path)
@@ -89,17 +90,20 @@ def _join_big_params(obj: dict[str, PickledArray | np.ndarray], big: object, pat
         parts = []
         for name in names:
             if name not in obj:
-                raise WeightsError(f"{path}: {where} names slice {name!r}, which is missing (or listed twice)")
+                raise WeightsError(
+                    f"{path}: {where} names slice {short_repr(name)}, which is missing (or listed twice)"
+                )
             part = obj.pop(name)
             if not isinstance(part, PickledArray):
-                raise WeightsError(f"{path}: {where} names slice {name!r}, which is itself a joined array")
+                raise WeightsError(f"{path}: {where} names slice {short_repr(name)}, which is itself a joined array")
             parts.append(part)
         if len({p.dtype for p in parts}) != 1:
-            raise WeightsError(f"{path}: the slices of {key!r} have different dtypes")
+            raise WeightsError(f"{path}: the slices of {short_repr(key)} have different dtypes")
         numel = sum(math.prod(p.shape) for p in parts)
         if numel != math.prod(shape):
             raise WeightsError(
-                f"{path}: the slices of {key!r} hold {numel} values, OriginShape {list(shape)} needs {math.prod(shape)}"
+                f"{path}: the slices of {short_repr(key)} hold {numel} values, "
+                f"OriginShape {list(shape)} needs {math.prod(shape)}"
             )
         obj[key] = np.concatenate([p.to_numpy().ravel() for p in parts]).reshape(shape)
 
@@ -115,7 +119,9 @@ def _read_pdparams(path: Path) -> RawWeights:
         raise WeightsError(f"{path}: expected a dict of arrays, found {type(obj).__name__}")
     bad_key = next((k for k in obj if not isinstance(k, str)), None)
     if bad_key is not None:
-        raise WeightsError(f"{path}: key {bad_key!r} is a {type(bad_key).__name__}; weights are named by strings")
+        raise WeightsError(
+            f"{path}: key {short_repr(bad_key)} is a {type(bad_key).__name__}; weights are named by strings"
+        )
     obj = dict(obj)
     obj.pop(_PADDLE_NAME_TABLE, None)
     big = obj.pop(_PADDLE_BIG, None)
@@ -147,16 +153,19 @@ def _validate_tensors(tensors: dict, path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: {len(tensors)} tensors; a Res2Net needs a few thousand at most")
     for key, t in tensors.items():
         if not isinstance(key, str):
-            raise WeightsError(f"{path}: key {key!r} is a {type(key).__name__}; weights are named by strings")
+            raise WeightsError(f"{path}: key {short_repr(key)} is a {type(key).__name__}; weights are named by strings")
         if t.layout != torch.strided or t.is_quantized or t.dtype not in _TORCH_REAL:
-            raise WeightsError(f"{path}: {key!r} is a {t.layout} {t.dtype} tensor; weights are dense real numbers")
+            raise WeightsError(
+                f"{path}: {short_repr(key)} is a {t.layout} {t.dtype} tensor; weights are dense real numbers"
+            )
         if t.numel() and not _is_dense(t):
             raise WeightsError(
-                f"{path}: {key!r} of shape {tuple(t.shape)} has strides {t.stride()} that repeat or skip memory"
+                f"{path}: {short_repr(key)} of shape {tuple(t.shape)} has strides {t.stride()} "
+                "that repeat or skip memory"
             )
         storage_bytes = t.untyped_storage().nbytes()
         if (t.storage_offset() + t.numel()) * t.element_size() > storage_bytes:
-            raise WeightsError(f"{path}: {key!r} is larger than the data stored for it")
+            raise WeightsError(f"{path}: {short_repr(key)} is larger than the data stored for it")
     return tensors
 
 

@@ -26,6 +26,7 @@ caller can check them before materialising anything.
 from __future__ import annotations
 
 import math
+import reprlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,10 +89,10 @@ class _PendingDtype:
     def set_state(self, state: Any) -> None:
         # numpy's state: (version, byteorder, subdescr, names, fields, elsize, alignment, flags[, metadata])
         if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)):
-            raise MalformedPickleError(f"dtype {self.code!r} has an unexpected state {_short(state)}")
+            raise MalformedPickleError(f"dtype {self.code!r} has an unexpected state {short_repr(state)}")
         order, subdescr, names, fields = state[1:5]
         if order not in ("<", ">", "|", "=") or (subdescr, names, fields) != (None, None, None):
-            raise MalformedPickleError(f"dtype {self.code!r} has an unexpected state {_short(state)}")
+            raise MalformedPickleError(f"dtype {self.code!r} has an unexpected state {short_repr(state)}")
         self.order = order
 
     def to_numpy(self) -> np.dtype:
@@ -122,16 +123,16 @@ class PickledArray:
         if self.shape is not None:
             raise MalformedPickleError("an ndarray was BUILT twice")
         if not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise MalformedPickleError(f"ndarray state is not a 4/5-tuple: {_short(state)}")
+            raise MalformedPickleError(f"ndarray state is not a 4/5-tuple: {short_repr(state)}")
         if len(state) == 5:
             if state[0] != 1:
-                raise MalformedPickleError(f"unsupported ndarray state version {_short(state[0])}")
+                raise MalformedPickleError(f"unsupported ndarray state version {short_repr(state[0])}")
             state = state[1:]
         shape, dtype, fortran, data = state
         if not (isinstance(shape, tuple) and len(shape) <= MAX_NDIM):
-            raise MalformedPickleError(f"ndarray shape is not a tuple of at most {MAX_NDIM} sizes: {_short(shape)}")
+            raise MalformedPickleError(f"ndarray shape is not a tuple of at most {MAX_NDIM} sizes: {short_repr(shape)}")
         if not all(type(n) is int and n >= 0 for n in shape):
-            raise MalformedPickleError(f"ndarray shape {_short(shape)} is not made of non-negative integers")
+            raise MalformedPickleError(f"ndarray shape {short_repr(shape)} is not made of non-negative integers")
         if not isinstance(dtype, _PendingDtype):
             raise MalformedPickleError(f"ndarray dtype is a {type(dtype).__name__}, not a numpy dtype")
         if type(fortran) is not bool:
@@ -160,9 +161,12 @@ class PickledArray:
         return arr if arr.flags.aligned else arr.copy()  # pickles place data at any byte offset
 
 
-def _short(value: Any, n: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= n else text[:n] + "..."
+_REPR = reprlib.Repr(maxlevel=3, maxtuple=8, maxlist=8, maxdict=4, maxstring=40, maxother=40, maxlong=40)
+
+
+def short_repr(value: Any) -> str:
+    """A bounded repr for error messages: file values may be nested 100,000 deep or be megabytes long."""
+    return _REPR.repr(value)
 
 
 class _Mark:
@@ -247,29 +251,31 @@ class _Machine:
 
     def reduce(self, func: Any, args: Any) -> Any:
         if not isinstance(func, _Global) or not isinstance(args, tuple):
-            raise MalformedPickleError(f"REDUCE on {_short(func)} with {type(args).__name__} arguments")
+            raise MalformedPickleError(f"REDUCE on {short_repr(func)} with {type(args).__name__} arguments")
         if func.name == _RECONSTRUCT:
             if len(args) != 3 or args[0] != _Global(_NDARRAY):
-                raise UnsafePickleError(f"refused to load — _reconstruct{_short(args)} is not a plain ndarray")
+                raise UnsafePickleError(f"refused to load — _reconstruct{short_repr(args)} is not a plain ndarray")
             arr = PickledArray()
             self.arrays.append(arr)
             return arr
         if func.name == _DTYPE:
             if not (1 <= len(args) <= 3 and isinstance(args[0], str)):
-                raise MalformedPickleError(f"dtype{_short(args)} is not a dtype description")
+                raise MalformedPickleError(f"dtype{short_repr(args)} is not a dtype description")
             if args[0] not in NUMERIC_DTYPES:
-                raise MalformedPickleError(f"dtype {args[0]!r} is not a plain numeric type; weights never need it")
+                raise MalformedPickleError(
+                    f"dtype {short_repr(args[0])} is not a plain numeric type; weights never need it"
+                )
             return _PendingDtype(args[0])
         if func.name == _SCALAR:
             if len(args) != 2 or not isinstance(args[0], _PendingDtype) or not isinstance(args[1], (bytes, memoryview)):
-                raise MalformedPickleError(f"numpy scalar{_short(args)} is not (dtype, bytes)")
+                raise MalformedPickleError(f"numpy scalar{short_repr(args)} is not (dtype, bytes)")
             dt = args[0].to_numpy()
             if len(args[1]) != dt.itemsize:
                 raise MalformedPickleError(f"numpy scalar of {dt} needs {dt.itemsize} bytes, got {len(args[1])}")
             return np.frombuffer(bytes(args[1]), dt)[0]
         if func.name == _ENCODE:
             if len(args) != 2 or not isinstance(args[0], str) or args[1] not in ("latin1", "latin-1"):
-                raise UnsafePickleError(f"refused to load — _codecs.encode{_short(args)} is not latin1 text")
+                raise UnsafePickleError(f"refused to load — _codecs.encode{short_repr(args)} is not latin1 text")
             self.consume(args[0])
             try:
                 return args[0].encode("latin1")
@@ -277,7 +283,7 @@ class _Machine:
                 raise MalformedPickleError("latin1-encoded array data holds characters above U+00FF") from None
         if func.name == _ORDERED_DICT:
             if args:
-                raise MalformedPickleError(f"OrderedDict{_short(args)}: expected no arguments")
+                raise MalformedPickleError(f"OrderedDict{short_repr(args)}: expected no arguments")
             return {}
         raise UnsafePickleError(f"refused to load — {func.name} cannot be called")
 
@@ -363,7 +369,7 @@ def _setitems(m: _Machine, items: list[Any]) -> None:
         try:
             target[k] = v
         except TypeError as e:  # an unhashable tuple key
-            raise MalformedPickleError(f"dict key {_short(k)}: {e}") from None
+            raise MalformedPickleError(f"dict key {short_repr(k)}: {e}") from None
 
 
 def _appends(m: _Machine, items: list[Any]) -> None:
