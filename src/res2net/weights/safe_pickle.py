@@ -43,23 +43,29 @@ MAX_NDIM = 32
 # void/structured, datetime, longdouble, complex - is refused: weights never need it.
 NUMERIC_DTYPES = frozenset({"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8"})
 
-_RECONSTRUCT, _NDARRAY, _DTYPE, _SCALAR, _ENCODE, _ORDERED_DICT = (
+_RECONSTRUCT, _FROMBUFFER, _NDARRAY, _DTYPE, _SCALAR, _ENCODE, _ORDERED_DICT, _BYTES = (
     "numpy ndarray reconstruct",
+    "numpy frombuffer",
     "numpy.ndarray",
     "numpy.dtype",
     "numpy scalar",
     "_codecs.encode",
     "collections.OrderedDict",
+    "bytes",
 )
 _ALLOWED: dict[tuple[str, str], str] = {
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy.core.multiarray", "scalar"): _SCALAR,
     ("numpy._core.multiarray", "scalar"): _SCALAR,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,  # protocol 5
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _DTYPE,
     ("_codecs", "encode"): _ENCODE,
     ("collections", "OrderedDict"): _ORDERED_DICT,
+    ("__builtin__", "bytes"): _BYTES,  # protocol 2 writes b"" as bytes()
+    ("builtins", "bytes"): _BYTES,
 }
 
 
@@ -128,7 +134,10 @@ class PickledArray:
             if state[0] != 1:
                 raise MalformedPickleError(f"unsupported ndarray state version {short_repr(state[0])}")
             state = state[1:]
-        shape, dtype, fortran, data = state
+        self.fill(*state, consume)
+
+    def fill(self, shape: Any, dtype: Any, fortran: Any, data: Any, consume: Callable[[Any], None]) -> None:
+        """Check and take shape, dtype, order and data (from BUILD, or from numpy's protocol-5 ``_frombuffer``)."""
         if not (isinstance(shape, tuple) and len(shape) <= MAX_NDIM):
             raise MalformedPickleError(f"ndarray shape is not a tuple of at most {MAX_NDIM} sizes: {short_repr(shape)}")
         if not all(type(n) is int and n >= 0 for n in shape):
@@ -161,7 +170,8 @@ class PickledArray:
         return arr if arr.flags.aligned else arr.copy()  # pickles place data at any byte offset
 
 
-_REPR = reprlib.Repr(maxlevel=3, maxtuple=8, maxlist=8, maxdict=4, maxstring=40, maxother=40, maxlong=40)
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 40, 40, 40
 
 
 def short_repr(value: Any) -> str:
@@ -258,6 +268,17 @@ class _Machine:
             arr = PickledArray()
             self.arrays.append(arr)
             return arr
+        if func.name == _FROMBUFFER:
+            if len(args) != 4 or args[3] not in ("C", "F"):
+                raise MalformedPickleError(f"numpy _frombuffer{short_repr(args)} is not (data, dtype, shape, order)")
+            arr = PickledArray()
+            arr.fill(args[2], args[1], args[3] == "F", args[0], self.consume)
+            self.arrays.append(arr)
+            return arr
+        if func.name == _BYTES:
+            if args:
+                raise MalformedPickleError(f"bytes{short_repr(args)}: expected no arguments")
+            return b""
         if func.name == _DTYPE:
             if not (1 <= len(args) <= 3 and isinstance(args[0], str)):
                 raise MalformedPickleError(f"dtype{short_repr(args)} is not a dtype description")
