@@ -320,7 +320,7 @@ def _parse_tensor_desc(buf: bytes) -> tuple[int, list[int]]:
 def read_pdiparams_arrays(path: Path, data: bytearray | memoryview | None = None) -> list[np.ndarray]:
     """The arrays of a Paddle ``save_combine`` stream, in file order (names are not stored).
 
-    Arrays are views of ``data`` (one buffer, no copies); every size is checked against the bytes
+    Aligned arrays are views of ``data`` (unaligned ones one copy); every size is checked against the bytes
     left before it is used.
     """
     data = read_file_buffer(path) if data is None else data
