@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -68,7 +69,7 @@ def _describe(cfg: Res2NetConfig) -> str:
     return f"Res2Net with layers={list(cfg.layers)}, {cfg.base_width}w x {cfg.scale}s"
 
 
-def _check(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]) -> tuple[list, list, list]:
+def _check(tensors: dict[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> tuple[list, list, list]:
     missing = sorted(k for k in expected if k not in tensors)
     unexpected = sorted(k for k in tensors if k not in expected)
     mismatched = sorted(

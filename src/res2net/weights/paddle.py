@@ -12,8 +12,11 @@ Paddle's ``Linear`` stores its weight as ``[in, out]``; ours is ``[out, in]``.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from res2net.models.res2net import Res2NetConfig
 
@@ -116,13 +119,15 @@ def paddle_key_maps(cfg: Res2NetConfig) -> list[KeyMap]:
     return maps
 
 
-def state_shapes(cfg: Res2NetConfig) -> dict[str, tuple[int, ...]]:
+@functools.lru_cache(maxsize=64)
+def state_shapes(cfg: Res2NetConfig) -> Mapping[str, tuple[int, ...]]:
     """Our state-dict key -> shape for ``Res2Net(cfg)`` (``num_batches_tracked`` excluded), without building it.
 
     Guessing which model a file belongs to compares it with every registered config; building
     19 models (even on the meta device) made a bad file take seconds to be refused.
     """
-    return {m.ours: m.shape for m in paddle_key_maps(cfg) if cfg.num_classes > 0 or not m.ours.startswith("fc.")}
+    shapes = {m.ours: m.shape for m in paddle_key_maps(cfg) if cfg.num_classes > 0 or not m.ours.startswith("fc.")}
+    return MappingProxyType(shapes)  # cached: read-only
 
 
 def detect_key_style(keys: set[str]) -> str | None:
