@@ -64,8 +64,9 @@ def _seeds() -> dict[str, tuple[str, bytes]]:
     pdiparams = b"".join(lod_tensor(list(a.shape), a.tobytes()) for _, a in sorted(arrays.items()))
     from safetensors.torch import save
 
-    pth = io.BytesIO()
+    pth, legacy = io.BytesIO(), io.BytesIO()
     torch.save({"state_dict": sd}, pth)
+    torch.save(sd, legacy, _use_new_zipfile_serialization=False)  # the pre-1.6 format of the authors' files
     return {
         "pdparams_p2": (".pdparams", pickle.dumps(paddle, protocol=2)),
         "pdparams_p4": (".pdparams", pickle.dumps(paddle, protocol=4)),
@@ -73,6 +74,7 @@ def _seeds() -> dict[str, tuple[str, bytes]]:
         "pdiparams": (".pdiparams", pdiparams),
         "safetensors": (".safetensors", save({k: v.contiguous() for k, v in sd.items()}, {"origin": "paddle"})),
         "pth": (".pth", pth.getvalue()),
+        "pth_legacy": (".pth", legacy.getvalue()),
     }
 
 
