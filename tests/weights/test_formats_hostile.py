@@ -8,6 +8,7 @@ other exception, no crash, peak memory and time bounded.
 import gzip
 import io
 import json
+import pickle
 import struct
 import tarfile
 import zipfile
@@ -15,6 +16,7 @@ import zipfile
 import pytest
 import torch
 
+from tests.weights import pickle_ops as op
 from tests.weights.reader_process import assert_refused_cleanly
 
 
@@ -152,7 +154,7 @@ BAD_DATA_PKL = {
     "build_on_int": b"\x80\x02K\x01}b.",
     "empty": b"",
     "bad_persistent": b"\x80\x02(X\x07\x00\x00\x00storageK\x01K\x02tQ.",
-    "forbidden_global": b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00idR.",
+    "forbidden_global": b"\x80\x02cos\nsystem\n(X\x02\x00\x00\x00idtR.",
 }
 
 
@@ -181,6 +183,42 @@ def test_hostile_pth(reader, tmp_path, name, make, match):
     path = tmp_path / f"{name}.pth"
     path.write_bytes(make())
     assert_refused_cleanly(reader.load(path), path, match=match)
+
+
+def test_deeply_nested_key_never_reaches_torch(reader, tmp_path):
+    # torch's weights-only unpickler hashes this key and CPython overflows its C stack (SIGSEGV)
+    nested = b"\x80\x02}K\x01" + b"\x85" * 1_000_000 + b"K\x01s."
+    path = tmp_path / "nested.pth"
+    path.write_bytes(_with_member(_torch_bytes(SMALL), "data.pkl", nested))
+    assert_refused_cleanly(reader.load(path), path, match="is not a string, number or flat tuple")
+
+
+def _legacy(main_pickle: bytes) -> bytes:
+    """A pre-1.6 ``torch.save`` layout: magic, protocol and sys-info pickles, the object, storage keys."""
+    magic = b"\x80\x02\x8a\x0alP\xfc\x9c\x86\x19\x68\x9c\xfc\x00."  # not checked by the scan
+    info = pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2)
+    return magic + pickle.dumps(1001, protocol=2) + info + main_pickle + pickle.dumps(["0"], protocol=2)
+
+
+def test_legacy_pth_storage_sizes_are_checked_before_torch_allocates(reader, tmp_path):
+    pid = op.tup(op.text("storage"), op.glob("torch", "FloatStorage"), op.text("0"), op.text("cpu"))
+    pid = pid[:-1] + b"\x8a\x06" + (2**40).to_bytes(6, "little") + op.TUPLE  # numel 2**40 (4 TiB)
+    rebuild = op.glob("torch._utils", "_rebuild_tensor_v2") + op.tup(
+        pid + b"Q", op.integer(0), op.tup(op.integer(4)), op.tup(op.integer(1)), op.FALSE, op.EMPTY_DICT
+    )
+    main = op.state_dict((op.text("fc.bias"), rebuild + op.REDUCE))  # fmt: skip
+    path = tmp_path / "legacy.pth"
+    path.write_bytes(_legacy(main))
+    assert_refused_cleanly(reader.load(path), path, match="storages declare 1099511627776 elements", max_rss_mb=16)
+
+
+def test_zip_of_a_newer_format_version(reader, tmp_path):  # a fuzz find: zipfile raised NotImplementedError
+    data = bytearray(_with_member(_torch_bytes(SMALL), "data.pkl", None))
+    cd = struct.unpack_from("<I", data, data.rfind(b"PK\x05\x06") + 16)[0]
+    struct.pack_into("<B", data, cd + 6, 64)  # "version needed to extract": 6.4
+    path = tmp_path / "v64.pth"
+    path.write_bytes(bytes(data))
+    assert_refused_cleanly(reader.load(path), path, match="zip file version 6.4")
 
 
 def test_zip_member_claiming_more_than_the_file(reader, tmp_path):

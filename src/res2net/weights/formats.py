@@ -26,6 +26,7 @@ from res2net.weights.safe_pickle import (
     UnsafePickleError,
     read_file_buffer,
     safe_load_pickle,
+    scan_torch_pickles,
     short_repr,
 )
 
@@ -181,27 +182,49 @@ class _CappedFile(io.FileIO):
         return super().read(left if size is None or size < 0 else min(size, left))
 
 
-def _check_torch_zip(path: Path) -> None:
-    """Every member stored uncompressed (as ``torch.save`` writes) and backed by the file's bytes."""
+def _check_torch_zip(path: Path) -> bytes:
+    """Every member stored uncompressed (as ``torch.save`` writes) and backed by the file's bytes; the ``data.pkl``."""
     size = path.stat().st_size
     try:
         with _CappedFile(path) as f, zipfile.ZipFile(f) as zf:
             infos = zf.infolist()
+            if len(infos) > MAX_TENSORS + 16:
+                raise WeightsError(f"{path}: {len(infos)} zip members; not a Res2Net checkpoint")
+            for info in infos:
+                if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+                    raise WeightsError(
+                        f"{path}: zip member {short_repr(info.filename)} is compressed; torch.save never compresses"
+                    )
+                if info.header_offset + info.file_size > size:
+                    raise WeightsError(
+                        f"{path}: zip member {short_repr(info.filename)} claims more bytes than the file has"
+                    )
+            pkl = [i for i in infos if i.filename.endswith("data.pkl")]
+            if len(pkl) != 1:
+                raise WeightsError(f"{path}: a PyTorch zip checkpoint has one data.pkl, this one has {len(pkl)}")
+            return zf.read(pkl[0])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as e:
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint (corrupt zip): {e}") from None
-    if len(infos) > MAX_TENSORS + 16:
-        raise WeightsError(f"{path}: {len(infos)} zip members; not a Res2Net checkpoint")
-    for info in infos:
-        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
-            raise WeightsError(f"{path}: zip member {info.filename!r} is compressed; torch.save never compresses")
-        if info.header_offset + info.file_size > size:
-            raise WeightsError(f"{path}: zip member {info.filename!r} claims more bytes than the file has")
+    except (NotImplementedError, RuntimeError) as e:  # zipfile: "zip file version 6.4", "File is encrypted"
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (a zip feature torch.save never uses: {e})") from None
+
+
+def _prescan_torch(path: Path, is_zip: bool) -> None:
+    """Bound the pickles' structure before PyTorch's unpickler runs them (see ``scan_torch_pickles``)."""
+    try:
+        if is_zip:
+            scan_torch_pickles(memoryview(_check_torch_zip(path)), path.stat().st_size)
+        else:
+            scan_torch_pickles(read_file_buffer(path), path.stat().st_size, count=5)
+    except UnsafePickleError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    except MalformedPickleError as e:
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
 
 
 def _read_torch(path: Path) -> RawWeights:
     is_zip = zipfile.is_zipfile(path)
-    if is_zip:
-        _check_torch_zip(path)
+    _prescan_torch(path, is_zip)
     try:
         # mmap: tensors are views of the file, so nothing is allocated for them before the model's checks.
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
