@@ -21,6 +21,7 @@ import torch
 
 from res2net.errors import Res2NetError
 from res2net.weights.safe_pickle import (
+    MAX_NDIM,
     MalformedPickleError,
     PickledArray,
     UnsafePickleError,
@@ -49,7 +50,6 @@ _PADDLE_NAME_TABLE = "StructuredToParameterName@@"
 _PADDLE_BIG = "UnpackBigParamInfor@@"
 # No Res2Net file comes near this (Res2Net-200: ~2,700 tensors); it bounds per-tensor bookkeeping.
 MAX_TENSORS = 100_000
-MAX_NDIM = 32
 _TORCH_REAL = {
     torch.float16, torch.bfloat16, torch.float32, torch.float64,
     torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool,
