@@ -19,15 +19,13 @@ import time
 
 import pytest
 import torch
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import res2net  # noqa: E402
-from res2net.weights.paddle import paddle_key_maps  # noqa: E402
-from tests.weights.test_formats import paddle_state  # noqa: E402
-from tests.weights.test_formats_hostile import lod_tensor  # noqa: E402
+import res2net
+from res2net.weights.paddle import paddle_key_maps
+from tests.weights.test_formats import paddle_state
+from tests.weights.test_formats_hostile import lod_tensor
 
 EXAMPLES = int(os.environ.get("RES2NET_FUZZ_EXAMPLES", "150"))
 LONG_RUN = "RES2NET_FUZZ_EXAMPLES" in os.environ
