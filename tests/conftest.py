@@ -22,6 +22,14 @@ import pytest
 DIGITS_SIZE = 32
 
 
+def pytest_report_header(config) -> list[str]:
+    """The CPU kind this run ran on: results differ between ISAs (int8 recipe, bf16, auto's choice)."""
+    from res2net.cpu import describe_cpu, isa_level
+    from res2net.export.quantize import onnx_int8_recipe
+
+    return [f"cpu: {describe_cpu()}", f"isa level: {isa_level()}, onnxruntime int8 recipe: {onnx_int8_recipe()}"]
+
+
 @dataclass(frozen=True)
 class TrainedDigits:
     """A trained digits classifier and its validation data."""

@@ -124,11 +124,12 @@ def machine_info(device: str = "cpu") -> dict:
         info["usable_cpus"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError):
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    from res2net.engines.base import cpu_flags
+    from res2net.cpu import cpu_flags, isa_level
 
     flags = cpu_flags()
     info["cpu_features"] = sorted(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
                                   if f in flags)  # fmt: skip
+    info["isa"] = isa_level()
     for mod in ("onnxruntime", "openvino"):
         with contextlib.suppress(ImportError):
             info[mod] = __import__(mod).__version__

@@ -171,7 +171,7 @@ def _check_torch_precision(engine: str, precision: str, device: str) -> None:
     if device == "cpu" and precision == "fp16":
         raise Unsupported(f"{engine} fp16: CPU fp16 convolutions are emulated (slower than fp32); GPU only")
     if device == "cpu" and precision == "bf16":
-        from res2net.engines.base import has_bf16
+        from res2net.cpu import has_bf16
 
         if not has_bf16():
             raise Unsupported(f"{engine} bf16: this CPU has no native bf16 (AVX512-BF16/AMX)")

@@ -10,6 +10,7 @@ precision is only used after its accuracy check against PyTorch fp32 passed (see
 
 from __future__ import annotations
 
+from res2net.cpu import has_bf16, has_int8_dot
 from res2net.engines.base import (
     PRECISIONS,
     AccuracyReport,
@@ -17,8 +18,6 @@ from res2net.engines.base import (
     Engine,
     EngineError,
     compare_logits,
-    has_bf16,
-    has_int8_dot,
 )
 from res2net.engines.cache import ArtifactCache, ArtifactKey
 

@@ -8,7 +8,6 @@ eager fp32 on real images, because a fast engine that changes predictions is wor
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -170,29 +169,6 @@ def array_digest(*arrays: np.ndarray) -> str:
         h.update(json.dumps([str(a.dtype), list(a.shape)]).encode())
         h.update(a.tobytes())
     return h.hexdigest()[:16]
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux ``/proc/cpuinfo``); empty where unknown."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def has_int8_dot() -> bool:
-    """VNNI / AMX: int8 dot products in one instruction, where int8 inference pays most."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
-def has_bf16() -> bool:
-    """Native bf16 arithmetic (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower than fp32."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def default_threads() -> int:

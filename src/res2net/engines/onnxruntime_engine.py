@@ -2,10 +2,15 @@
 
 The fp32 artifact is :func:`res2net.export.export_onnx` with a dynamic batch; the int8 artifact is
 that file quantized by :func:`res2net.export.quantize.quantize_onnx` (per-channel weights,
-calibrated activations). Both are cached, so only the first run exports or calibrates.
+calibrated activations) with the int8 recipe for this CPU kind
+(:func:`res2net.export.quantize.onnx_int8_recipe`), which is part of its cache key: an int8 model
+calibrated on a VNNI machine is never reused on an AVX2 one, where its kernels would saturate.
+Both are cached, so only the first run exports or calibrates.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -51,6 +56,12 @@ class OnnxRuntimeEngine(Engine):
 
     def __init__(self, ctx: BuildContext, precision: str = "fp32") -> None:
         super().__init__(ctx, precision)
+        self.recipe = None
+        if precision == "int8":
+            from res2net.export.quantize import onnx_int8_recipe
+
+            self.recipe = onnx_int8_recipe()
+            self.key = ctx.key(self.name, precision, f"{ctx.calibration_digest}-{self.recipe}")
         ort = _ort()
         onnx_path = build_onnx(ctx)
         if precision == "int8":
@@ -78,11 +89,14 @@ class OnnxRuntimeEngine(Engine):
     def _build_int8(self, ctx: BuildContext, fp32_path: str) -> str:
         from res2net.export.quantize import quantize_onnx
 
-        return cached_int8(ctx, self.key, fp32_path, "model.onnx", quantize_onnx, "calibrating int8 ONNX model")
+        quantize = functools.partial(quantize_onnx, recipe=self.recipe)
+        doing = f"calibrating int8 ONNX model ({self.recipe})"
+        return cached_int8(ctx, self.key, fp32_path, "model.onnx", quantize, doing)
 
     def describe(self) -> str:
         split = f", batches split over {self.threads} threads" if self._split_options is not None else ""
-        return f"onnxruntime {self.precision} ({self.device}, {self.threads} threads{split})"
+        recipe = f"{self.recipe}, " if self.recipe else ""
+        return f"onnxruntime {self.precision} ({recipe}{self.device}, {self.threads} threads{split})"
 
     def _run(self, session, x: np.ndarray) -> np.ndarray:
         return session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)

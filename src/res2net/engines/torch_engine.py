@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from res2net.engines.base import BuildContext, Engine, has_bf16
+from res2net.cpu import has_bf16
+from res2net.engines.base import BuildContext, Engine
 
 
 def _fold_pair(owner: nn.Module, conv_name: str, bn_name: str) -> None:
