@@ -57,15 +57,20 @@ def qemu() -> str:
     return path
 
 
-def run_emulated(kind: str, model: str | Path, x: np.ndarray, tmp_path: Path) -> tuple[np.ndarray, list[str]]:
+def run_emulated(
+    kind: str, model: str | Path, x: np.ndarray, tmp_path: Path, emulate: bool = True
+) -> tuple[np.ndarray, list[str]]:
     """Logits of ``model`` (``kind``: ``"onnxruntime"`` ONNX file or ``"openvino"`` IR) on ``x``, run on the
-    emulated Zen 3, and the kernel names OpenVINO chose (empty for ONNX Runtime, which does not say)."""
+    emulated Zen 3 (``emulate=False``: the same script on this CPU), and the kernel names OpenVINO chose
+    (empty for ONNX Runtime, which does not say)."""
     import json
 
     script, x_path, out = tmp_path / "run_emulated.py", tmp_path / "x.npy", tmp_path / "y.npy"
     script.write_text(_RUNNER)
     np.save(x_path, np.ascontiguousarray(x, np.float32))
-    cmd = [qemu(), "-cpu", EMULATED_CPU, sys.executable, str(script), kind, str(model), str(x_path), str(out)]
+    cmd = [sys.executable, str(script), kind, str(model), str(x_path), str(out)]
+    if emulate:
+        cmd = [qemu(), "-cpu", EMULATED_CPU, *cmd]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"emulated {kind} run failed:\n{proc.stderr[-3000:]}"
     return np.load(out), json.loads(proc.stdout.strip().splitlines()[-1])

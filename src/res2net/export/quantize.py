@@ -65,7 +65,7 @@ import numpy as np
 
 from res2net.cpu import has_int8_dot, isa_level
 from res2net.data.image import IMAGE_EXTENSIONS, ImageError, find_images, load_image
-from res2net.data.transforms import EvalTransform
+from res2net.data.transforms import EvalTransform, resize_short
 from res2net.errors import Res2NetError
 
 log = logging.getLogger("res2net.quantize")
@@ -144,8 +144,6 @@ def sample_views(
     exactly the eval preprocessing), take the centre crop (and, with ``corners``, the top-left and
     bottom-right crops), each as is and mirrored.
     """
-    from res2net.data.transforms import resize_short
-
     transform = transform or EvalTransform()
     c = transform.crop_size
     views = []
@@ -209,7 +207,7 @@ def calibration_data(
 def trim_outliers(data: np.ndarray, logits: np.ndarray, fraction: float = OUTLIER_FRACTION) -> np.ndarray:
     """``data`` less the ``round(fraction * len(data))`` images whose fp32 ``logits`` have the largest norm.
 
-    The norm is that of the logits minus their per-image mean (what :func:`res2net.engines.compare_logits`
+    The norm is that of the logits minus their per-image mean (what :func:`res2net.runtime.compare_logits`
     measures). Images whose activations dwarf the rest's answer with extreme logits, so this is a cheap
     proxy for the images that would otherwise set every MinMax range (see the module docstring).
     Order is kept; with ``fraction`` 0 or too few images to drop one, ``data`` comes back unchanged.
