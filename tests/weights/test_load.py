@@ -9,7 +9,7 @@ import torch
 
 import res2net
 from res2net.models import res2net as res2net_module
-from res2net.weights import WeightsError, convert_to_safetensors, guess_model, read_weights
+from res2net.weights import WeightsError, convert_to_safetensors, guess_model, load_weights, read_weights
 from tests.weights.test_formats import paddle_state
 
 
@@ -35,3 +35,23 @@ def test_convert_refuses_an_unknown_file_quickly(tmp_path):
     with pytest.raises(WeightsError, match="could not tell which model"):
         convert_to_safetensors(bad, tmp_path / "out.safetensors")
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_arrays_the_model_cannot_take_are_never_materialised(tmp_path):
+    from res2net.weights.paddle import file_key_shapes
+
+    model = res2net.create_model("res2net_tiny")
+    state = paddle_state(model)
+    state["out.weight"] = np.zeros((2048, 7), np.float32)  # a 7-class head
+    state["bb_0_0.conv0._conv.weight"] = np.zeros((5, 5, 1, 1), np.float32)
+    path = tmp_path / "w.pdparams"
+    path.write_bytes(pickle.dumps(state, protocol=4))
+    raw = read_weights(path, expected=file_key_shapes(model.cfg))
+    assert raw.tensors["out.weight"].is_meta and raw.tensors["bb_0_0.conv0._conv.weight"].is_meta
+    assert not raw.tensors["conv1._conv.weight"].is_meta
+    with pytest.raises(WeightsError, match=r"layer1.0.conv1.weight: file \(5, 5, 1, 1\) vs model \(32, 64, 1, 1\)"):
+        load_weights(model, path)
+    del state["bb_0_0.conv0._conv.weight"]  # only the head differs: fine-tuning keeps a fresh head
+    path.write_bytes(pickle.dumps(paddle_state(model) | {"out.weight": state["out.weight"]}, protocol=2))
+    tuned = res2net.create_model("res2net_tiny", pretrained=path, num_classes=5)
+    assert tuned.fc.out_features == 5 and not tuned.conv1.weight.is_meta

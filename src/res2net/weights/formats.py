@@ -13,6 +13,7 @@ import os
 import pickle
 import struct
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +110,16 @@ def _join_big_params(obj: dict[str, PickledArray | np.ndarray], big: object, pat
         obj[key] = np.concatenate([p.to_numpy().ravel() for p in parts]).reshape(shape)
 
 
-def _read_pdparams(path: Path) -> RawWeights:
+def _materialise(
+    key: str, a: PickledArray | np.ndarray, expected: Mapping[str, tuple[int, ...]] | None
+) -> torch.Tensor:
+    """The array as a tensor; a shape ``expected`` does not allow stays a meta tensor (shape and dtype, no data)."""
+    if expected is not None and isinstance(a, PickledArray) and expected.get(key) != a.shape:
+        return torch.empty(a.shape, dtype=torch.from_numpy(np.empty(0, a.dtype.newbyteorder("="))).dtype, device="meta")
+    return torch.from_numpy(a if isinstance(a, np.ndarray) else a.to_numpy())
+
+
+def _read_pdparams(path: Path, expected: Mapping[str, tuple[int, ...]] | None = None) -> RawWeights:
     try:
         obj = safe_load_pickle(path)
     except UnsafePickleError as e:
@@ -134,8 +144,7 @@ def _read_pdparams(path: Path) -> RawWeights:
         raise WeightsError(f"{path}: several entries are the same array; a weights file never shares arrays")
     if big is not None:
         _join_big_params(arrays, big, path)
-    tensors = {k: torch.from_numpy(a if isinstance(a, np.ndarray) else a.to_numpy()) for k, a in arrays.items()}
-    return RawWeights(tensors, "paddle", path)
+    return RawWeights({k: _materialise(k, a, expected) for k, a in arrays.items()}, "paddle", path)
 
 
 def _is_dense(t: torch.Tensor) -> bool:
@@ -419,23 +428,26 @@ def _pdiparams_from_tar(path: Path) -> bytearray:
         raise WeightsError(f"{path}: not a readable tar archive (truncated or corrupt?): {e}") from None
 
 
-def read_weights(path: str | Path) -> RawWeights:
+def read_weights(path: str | Path, expected: Mapping[str, tuple[int, ...]] | None = None) -> RawWeights:
     """Read ``path`` by its content/extension. Never executes code from the file.
 
     Every malformed file raises :class:`WeightsError` naming it; memory stays within a small
     multiple of the file size (see the README's "Weights" section for the reader's limits).
+    ``expected`` (the target model's key -> shape, in any naming the file may use) lets a pickled
+    array whose shape the model cannot take come back as a meta tensor: it is reported by the strict
+    check without its data ever being copied. (``.pth`` tensors are memory-mapped views anyway.)
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: file is empty")
-    raw = _read_by_format(path)
+    raw = _read_by_format(path, expected)
     _validate_tensors(raw.tensors, path)
     return raw
 
 
-def _read_by_format(path: Path) -> RawWeights:
+def _read_by_format(path: Path, expected: Mapping[str, tuple[int, ...]] | None) -> RawWeights:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return _read_safetensors(path)
@@ -446,7 +458,7 @@ def _read_by_format(path: Path) -> RawWeights:
     if suffix in (".pth", ".pt", ".bin", ".ckpt") or zipfile.is_zipfile(path):
         return _read_torch(path)
     if suffix == ".pdparams" or suffix in ("", ".pkl", ".pickle"):
-        return _read_pdparams(path)
+        return _read_pdparams(path, expected)
     raise WeightsError(
         f"{path}: unknown weights format {suffix!r}; "
         "expected .pdparams, .pdiparams, *_infer.tar, .pth/.pt or .safetensors"

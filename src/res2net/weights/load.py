@@ -19,7 +19,7 @@ from torch import nn
 from res2net.models.res2net import Res2Net, Res2NetConfig
 from res2net.models.zoo import SEMANTICS, get_card, list_models
 from res2net.weights.formats import RawWeights, WeightsError, read_weights
-from res2net.weights.paddle import detect_key_style, paddle_key_maps, state_shapes
+from res2net.weights.paddle import detect_key_style, file_key_shapes, paddle_key_maps, state_shapes
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,10 @@ def load_weights(model: Res2Net, source: str | Path | RawWeights, *, strict_head
     different size is skipped (the model keeps its freshly initialised head), which is what
     fine-tuning on a new label set needs.
     """
-    raw = source if isinstance(source, RawWeights) else read_weights(source)
-    path = raw.path
     cfg = model.cfg
+    # Arrays the model cannot take are not materialised (read_weights): a wrong file costs no memory.
+    raw = source if isinstance(source, RawWeights) else read_weights(source, expected=file_key_shapes(cfg))
+    path = raw.path
     tensors = convert_tensors(raw, cfg)
     expected = _expected_shapes(model)
     missing, unexpected, mismatched = _check(tensors, expected)

@@ -137,3 +137,13 @@ def detect_key_style(keys: set[str]) -> str | None:
     if any(k.endswith(("_weights", "_variance")) for k in keys):
         return "param_name"
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def file_key_shapes(cfg: Res2NetConfig) -> Mapping[str, tuple[int, ...]]:
+    """Key -> shape a file for ``Res2Net(cfg)`` may hold, in all three namings (ours, structured, parameter)."""
+    shapes = dict(state_shapes(cfg))
+    for m in paddle_key_maps(cfg):
+        if m.ours in shapes:
+            shapes[m.structured] = shapes[m.param_name] = m.shape[::-1] if m.transpose else m.shape
+    return MappingProxyType(shapes)

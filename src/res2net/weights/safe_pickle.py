@@ -149,7 +149,7 @@ class PickledArray:
             raise MalformedPickleError("ndarray order flag is not a bool")
         if isinstance(data, str):
             raise MalformedPickleError("ndarray data is text; expected bytes (a Python 2 pickle read as text?)")
-        if not isinstance(data, (bytes, memoryview)):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
             kind = "a list of Python objects (object array)" if isinstance(data, list) else type(data).__name__
             raise MalformedPickleError(f"ndarray data is {kind}; only numeric arrays are allowed")
         consume(data)
@@ -164,7 +164,8 @@ class PickledArray:
     def to_numpy(self) -> np.ndarray:
         if self.shape is None:
             raise MalformedPickleError("ndarray was never filled")
-        data = self._data if isinstance(self._data, memoryview) and not self._data.readonly else bytearray(self._data)
+        writable = isinstance(self._data, bytearray) or (isinstance(self._data, memoryview) and not self._data.readonly)
+        data = self._data if writable else bytearray(self._data)
         arr = np.frombuffer(data, self.dtype).reshape(self.shape, order="F" if self._fortran else "C")
         if not self.dtype.isnative:
             return arr.astype(self.dtype.newbyteorder("="))
@@ -215,7 +216,7 @@ class _Machine:
         return out.decode("latin1")
 
     def text(self, k: int) -> str:
-        return bytes(self.take(k)).decode("utf-8", "surrogatepass")
+        return str(self.take(k), "utf-8", "surrogatepass")
 
     # ---------------------------------------------------------------- stack
     def pop(self) -> Any:
@@ -281,7 +282,11 @@ class _Machine:
                 )
             return _PendingDtype(args[0])
         if func.name == _SCALAR:
-            if len(args) != 2 or not isinstance(args[0], _PendingDtype) or not isinstance(args[1], (bytes, memoryview)):
+            if (
+                len(args) != 2
+                or not isinstance(args[0], _PendingDtype)
+                or not isinstance(args[1], (bytes, bytearray, memoryview))
+            ):
                 raise MalformedPickleError(f"numpy scalar{short_repr(args)} is not (dtype, bytes)")
             dt = args[0].to_numpy()
             if len(args[1]) != dt.itemsize:
@@ -292,7 +297,7 @@ class _Machine:
                 raise UnsafePickleError(f"refused to load — _codecs.encode{short_repr(args)} is not latin1 text")
             self.consume(args[0])
             try:
-                return args[0].encode("latin1")
+                return bytearray(args[0], "latin1")  # writable: the array can be a view of it, no second copy
             except UnicodeEncodeError:
                 raise MalformedPickleError("latin1-encoded array data holds characters above U+00FF") from None
         if func.name == _ORDERED_DICT:
