@@ -56,13 +56,6 @@ def test_dtype_build_state_never_reaches_numpy(reader, tmp_path, name, state):
     _refused(reader, tmp_path, name, payload, match="dtype 'f4' has an unexpected state")
 
 
-def test_dtype_segv_input_is_69_bytes_and_made_of_what_the_issue_says():
-    payload = op.PROTO2 + op.dtype(
-        "f4", op.tup(op.integer(3), op.text("<"), op.NONE, op.integer(-1), op.integer(-1), op.integer(0))
-    )
-    assert b"cnumpy\ndtype\n" in payload and len(payload) < 80
-
-
 # --------------------------------------------------------------------------- item 2: memory bombs from tiny files
 def test_stride0_array_needs_its_bytes(reader, tmp_path):
     # numpy would broadcast 4 bytes into a 1 GiB "array"; here the data must be shape x itemsize.
