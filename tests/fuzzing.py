@@ -2,11 +2,12 @@
 
 A target is ``"module:function"``, a ``@given`` function (not collected by pytest itself). The child
 imports it, then caps its own address space (``RLIMIT_AS``) at what the imports took plus
-``budget_mb``, and runs it for ``RES2NET_FUZZ_EXAMPLES`` examples (default :data:`DEFAULT_EXAMPLES`:
-seconds per target). So a memory bomb shows up as a ``MemoryError`` in that child — a failing
-example — instead of swapping the machine, and a crash (SIGSEGV) as the child's exit status.
+``budget_mb``, and runs it for ``RES2NET_FUZZ_EXAMPLES`` examples (default :data:`DEFAULT_EXAMPLES`,
+derandomized: seconds per target, the same examples every CI run). So a memory bomb shows up as a
+``MemoryError`` in that child — a failing example — instead of swapping the machine, and a crash
+(SIGSEGV) as the child's exit status.
 
-Longer runs (see CONTRIBUTING.md): ``RES2NET_FUZZ_EXAMPLES=50000 pytest tests -k fuzz``. A failure
+Longer, randomly seeded runs (see CONTRIBUTING.md): ``RES2NET_FUZZ_EXAMPLES=50000 pytest tests -k fuzz``. A failure
 prints hypothesis's ``@reproduce_failure`` blob and the falsifying input.
 """
 
@@ -28,6 +29,11 @@ DEFAULT_EXAMPLES = 200
 
 def fuzz_examples() -> int:
     return int(os.environ.get("RES2NET_FUZZ_EXAMPLES") or DEFAULT_EXAMPLES)
+
+
+def long_run() -> bool:
+    """``RES2NET_FUZZ_EXAMPLES`` set: randomly seeded; otherwise derandomized, so CI runs are repeatable."""
+    return bool(os.environ.get("RES2NET_FUZZ_EXAMPLES"))
 
 
 def run_fuzz_target(target: str, budget_mb: int = 512) -> dict:
@@ -60,6 +66,7 @@ def _child(target: str, examples: int, budget_mb: int) -> None:
         max_examples=examples,
         deadline=None,
         database=None,
+        derandomize=not long_run(),
         print_blob=True,
         suppress_health_check=list(HealthCheck),
     )(prop)()

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.fuzzing import fuzz_examples
+from tests.fuzzing import fuzz_examples, long_run
 
 EXAMPLES = max(1, fuzz_examples() // 20)  # 10 per operation by default; RES2NET_FUZZ_EXAMPLES raises it
 CHECKS = [
@@ -61,7 +61,13 @@ def test_schemathesis_no_5xx_and_responses_conform(server):
         operations += 1
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=not long_run(),
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case):
             case.call_and_validate(checks=CHECKS, timeout=60)
 
