@@ -89,9 +89,9 @@ def test_features_head_and_channels_last():
     model = res2net.create_model("res2net_tiny").eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        feats = model.forward_intermediates(x)
+        feats = model.forward_intermediates(x, intermediates_only=True)
         assert [f.shape[1] for f in feats] == [64, 256, 512, 1024, 2048]
-        assert [64 // f.shape[-1] for f in feats] == [4, 4, 8, 16, 32]
+        assert [64 // f.shape[-1] for f in feats] == [2, 4, 8, 16, 32]
         logits = model(x)
         assert torch.allclose(model.forward_head(model.forward_features(x)), logits)
         assert model.forward_head(feats[-1], pre_logits=True).shape == (2, 2048)

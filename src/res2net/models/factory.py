@@ -6,8 +6,23 @@ from pathlib import Path
 
 from torch import nn
 
-from res2net.models.res2net import Res2Net, Res2NetFeatures
+from res2net.models.res2net import Res2Net, Res2NetFeatures, freeze_batch_norm
 from res2net.models.zoo import get_card
+
+
+def resolve_pretrained(name: str, pretrained: bool | str | Path) -> Path | None:
+    """The local weights file ``pretrained`` designates for model ``name`` (downloading if needed)."""
+    if pretrained is True:
+        from res2net.weights.hub import download_weights
+
+        return download_weights(name)
+    if not pretrained:
+        return None
+    from res2net.weights.hf import is_hf_hub, weights_from_hf
+
+    if is_hf_hub(pretrained):
+        return weights_from_hf(str(pretrained))
+    return Path(pretrained)
 
 
 def create_model(
@@ -17,37 +32,52 @@ def create_model(
     *,
     features_only: bool = False,
     out_indices: tuple[int, ...] = (1, 2, 3, 4),
+    feature_cls: str = "list",
+    frozen_bn: bool = False,
     **kwargs,
 ) -> nn.Module:
     """Build the model ``name``.
 
     Args:
-        name: a name from :func:`res2net.list_models` (aliases and unambiguous lowercase accepted).
+        name: a name from :func:`res2net.list_models` (aliases and unambiguous lowercase accepted),
+            or ``"hf-hub:ORG/REPO"``: the architecture named in that repository's ``config.json``
+            (with ``pretrained=True``, its weights too), as ``timm.create_model`` does.
         pretrained: ``False``; ``True`` for the official weights (downloaded once, verified, cached
-            under ``$RES2NET_HOME``); or a path to a ``.pdparams``, ``.pdiparams``, ``.pth``/``.pt``
-            or ``.safetensors`` file from PaddleClas, timm, the authors or ``res2net convert``.
+            under ``$RES2NET_HOME``, or in the Hugging Face cache for timm's cards); a path to a
+            ``.pdparams``, ``.pdiparams``, ``.pth``/``.pt`` or ``.safetensors`` file from PaddleClas,
+            timm, the authors or ``res2net convert``; or ``"hf-hub:ORG/REPO[@REVISION]"`` for the
+            ``model.safetensors`` of a Hugging Face Hub repository (needs ``res2net[hf]``).
         num_classes: classifier size. With pretrained weights of another size the head is
             re-initialised (fine-tuning); ``0`` builds a headless model.
         features_only: return a :class:`Res2NetFeatures` backbone yielding multi-scale maps.
-        out_indices: with ``features_only``, which maps (0 = stem, 1..4 = stages).
+        out_indices: with ``features_only``, which maps (0 = stem at stride 2, 1..4 = stages at
+            strides 4..32), as in timm.
+        feature_cls: with ``features_only``, ``"list"`` (timm's default) or ``"dict"`` (keyed by
+            module name, what torchvision's ``FeaturePyramidNetwork`` takes).
+        frozen_bn: replace BatchNorm by torchvision's ``FrozenBatchNorm2d`` after loading weights
+            (detection/segmentation fine-tuning with small batches).
         **kwargs: overrides of :class:`Res2NetConfig` fields, e.g. ``drop_path_rate=0.1``.
     """
+    from res2net.weights.hf import is_hf_hub
+
+    if is_hf_hub(name):
+        from res2net.weights.hf import config_from_hf
+
+        hub_id = name
+        name = config_from_hf(hub_id)["architecture"]
+        pretrained = hub_id if pretrained is True else pretrained
     card = get_card(name)
     cfg = card.config.with_overrides(num_classes=num_classes, **kwargs)
     model = Res2Net(cfg)
-    model.pretrained_cfg = card  # type: ignore[attr-defined]  # the card travels with the model
-    if pretrained is True:
-        from res2net.weights.hub import download_weights
-
-        path = download_weights(card.name)
-    elif pretrained:
-        path = Path(pretrained)
-    else:
-        path = None
+    model.card = card  # the card travels with the model
+    model.pretrained_cfg = card.pretrained_cfg(num_classes=num_classes, in_chans=cfg.in_chans)
+    path = resolve_pretrained(card.name, pretrained)
     if path is not None:
         from res2net.weights.load import load_weights
 
         load_weights(model, path, strict_head=num_classes == card.config.num_classes)
+    if frozen_bn:
+        freeze_batch_norm(model)
     if features_only:
-        return Res2NetFeatures(model, out_indices)
+        return Res2NetFeatures(model, out_indices, output=feature_cls)
     return model

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import warnings
 from pathlib import Path
 
 import torch
@@ -110,14 +109,28 @@ def _convert(raw: RawWeights, cfg: Res2NetConfig) -> dict[str, torch.Tensor]:
 
 
 def weights_origin(raw: RawWeights) -> str:
-    """Which ecosystem's forward semantics the weights were trained under."""
+    """Which ecosystem's forward semantics the weights were trained under: ``"paddle"``, ``"timm"``
+    or ``"unknown"``.
+
+    Paddle files and PaddleClas key names say "paddle"; our own files record it in their metadata.
+    Otherwise it is unknown: timm's, the authors' and any re-saved state dict share the same key
+    names and shapes, so the keys cannot tell the two semantics apart.
+    """
     if raw.origin.startswith("paddle"):
         return "paddle"
     if raw.metadata.get("origin") in ORIGIN_SEMANTICS:
         return raw.metadata["origin"]
     if detect_key_style(set(_strip_prefixes(dict(raw.tensors)))) == "structured":
         return "paddle"
-    return "timm"
+    return "unknown"
+
+
+def semantics_origin(cfg: Res2NetConfig) -> str:
+    """The ecosystem whose forward semantics a config runs (``"unknown"`` for a custom mix)."""
+    for origin, semantics in ORIGIN_SEMANTICS.items():
+        if (cfg.stage_rule, cfg.pool_count_include_pad) == semantics:
+            return origin
+    return "unknown"
 
 
 def load_weights(model: Res2Net, path: str | Path, *, strict_head: bool = True) -> str:
@@ -152,15 +165,19 @@ def load_weights(model: Res2Net, path: str | Path, *, strict_head: bool = True) 
             buf.zero_()
 
     origin = weights_origin(raw)
-    rule, count_pad = ORIGIN_SEMANTICS[origin]
-    if (cfg.stage_rule, cfg.pool_count_include_pad) != (rule, count_pad):
-        warnings.warn(
-            f"{path}: {origin} weights loaded into a model with "
-            f"stage_rule={cfg.stage_rule!r}, pool_count_include_pad={cfg.pool_count_include_pad}; the source "
-            f"ran them with stage_rule={rule!r}, pool_count_include_pad={count_pad}, so outputs will differ "
-            "from the source's. Use the matching model name (PaddleClas names for PaddleClas weights, "
-            "timm names for timm/authors' weights) or pass those two options.",
-            stacklevel=2,
+    if origin in ORIGIN_SEMANTICS and semantics_origin(cfg) != origin:
+        rule, count_pad = ORIGIN_SEMANTICS[origin]
+        log.warning(
+            "%s: %s weights loaded into a model with stage_rule=%r, pool_count_include_pad=%s; the source ran "
+            "them with stage_rule=%r, pool_count_include_pad=%s, so outputs will differ from the source's. Use "
+            "the matching model name (PaddleClas names for PaddleClas weights, timm names for timm/authors' "
+            "weights) or pass those two options.",
+            path,
+            origin,
+            cfg.stage_rule,
+            cfg.pool_count_include_pad,
+            rule,
+            count_pad,
         )
     return origin
 
@@ -209,9 +226,9 @@ def convert_to_safetensors(src: str | Path, dst: str | Path, model_name: str | N
         if model_name is None:
             raise WeightsError(f"{src}: could not tell which model these weights belong to; pass --model NAME")
     model = create_model(model_name, pretrained=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        origin = load_weights(model, src)
+    origin = load_weights(model, src)
+    if origin == "unknown":  # the file does not say; record the semantics of the model it was checked in
+        origin = semantics_origin(model.cfg)
     meta = {
         "format": "res2net",
         "model": model_name,
