@@ -51,6 +51,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
+    try:
+        return _run(argv, command)
+    except ModuleNotFoundError as e:  # an optional dependency: name the extra that provides it
+        if e.name is None or e.name.split(".")[0] == "res2net":
+            raise
+        from res2net.errors import MissingExtraError
+
+        print(f"error: {MissingExtraError(e.name, f'res2net {command}')}", file=sys.stderr)
+        return 1
+
+
+def _run(argv: list[str], command: str | None) -> int:
     parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -58,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.captureWarnings(True)  # library warnings as log lines, not echoed source lines
     if args.command is None:
         parser.print_help()
         return 2

@@ -203,7 +203,7 @@ class Predictor:
 
         if isinstance(model, nn.Module):
             self._module = model.eval()
-            card = getattr(model, "pretrained_cfg", None)
+            card = getattr(model, "card", None)
             self.model_name = getattr(card, "name", None) or type(model).__name__
             self.card = card
             self.num_classes = int(getattr(model, "num_classes", 0) or 0) or None

@@ -217,7 +217,7 @@ def _calibration_batch(model: nn.Module) -> torch.Tensor:
     from res2net.export.verify import default_images, preprocess_images
 
     images = default_images()
-    crop = getattr(getattr(getattr(model, "pretrained_cfg", None), "preprocess", None), "crop_size", 224)
+    crop = getattr(getattr(getattr(model, "card", None), "preprocess", None), "crop_size", 224)
     if images:
         return torch.from_numpy(preprocess_images(images, model, crop, crop))
     return torch.randn(4, 3, crop, crop, generator=torch.Generator().manual_seed(1))

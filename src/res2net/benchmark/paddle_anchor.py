@@ -54,7 +54,7 @@ def paddle_python() -> Path:
 
 def paddle_model_name(model: nn.Module) -> str:
     """The PaddleClas constructor for ``model``, which must have PaddleClas semantics."""
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     name = getattr(card, "name", "").removesuffix("_ssld")
     if name not in PADDLE_MODELS or getattr(card, "family", "") != "paddleclas":
         raise PaddleUnavailable(f"PaddleClas has no model for {getattr(card, 'name', type(model).__name__)!r}")
@@ -114,7 +114,7 @@ class PaddleAnchor:
             text=True,
             env=env,
         )
-        card = model.pretrained_cfg
+        card = model.card
         resize = round(card.preprocess.resize_short * input_size / card.preprocess.crop_size)
         reply = self._call(
             cmd="setup",

@@ -208,7 +208,7 @@ def accuracy_vs_eager(model: nn.Module, fn, dtype: torch.dtype, device: str) -> 
     images = default_images()
     if not images:
         return None
-    size = getattr(getattr(model, "pretrained_cfg", None), "preprocess", None)
+    size = getattr(getattr(model, "card", None), "preprocess", None)
     crop = size.crop_size if size is not None else 224
     x = preprocess_images(images, model, crop, crop)
     with torch.inference_mode():
@@ -319,7 +319,7 @@ class ArtifactRunner(TensorRunner):
         from res2net.engines.cache import ArtifactCache, ArtifactKey
 
         self.engine = fmt
-        card = getattr(model, "pretrained_cfg", None)
+        card = getattr(model, "card", None)
         cfg_digest = hashlib.sha256(repr(getattr(model, "cfg", "")).encode()).hexdigest()[:8]
         model_id = f"{getattr(card, 'name', type(model).__name__)}-{getattr(model, 'num_classes', 0)}c-{cfg_digest}"
         dev_type = torch.device(device).type

@@ -113,7 +113,7 @@ def _param_dtype(model: nn.Module) -> torch.dtype:
 
 
 def model_name(model: nn.Module) -> str:
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     return getattr(card, "name", None) or type(model).__name__
 
 
@@ -127,7 +127,7 @@ def metadata(
     """
     from res2net import __version__
 
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     cfg = getattr(model, "cfg", None)
     meta = {
         "producer": f"res2net {__version__}",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 log = logging.getLogger("res2net.export")
 
-FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton", "pte")
+FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton", "pte", "hf")
 OFFICIAL = ("official", "pretrained")
 
 
@@ -29,8 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "without it the model is exported with random weights (a warning says so)",
     )
     parser.add_argument("--num-classes", type=int, help="classifier size (default: the model's, 1000)")
-    parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
-    parser.add_argument("--output", required=True, type=Path, help="file to write (Triton: the repository directory)")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        dest="fmt",
+        help="onnx / openvino / pt2 (AOTInductor) / torchscript / triton (a model repository) / "
+        "pte (ExecuTorch) / hf (a Hugging Face Hub directory: model.safetensors, config.json, README.md)",
+    )
+    parser.add_argument("--output", required=True, type=Path, help="file to write (Triton, hf: the directory to write)")
     parser.add_argument("--softmax", action="store_true", help="append a softmax (PaddleClas inference models do)")
     parser.add_argument(
         "--dynamic-batch",
@@ -90,6 +97,10 @@ def export(args: argparse.Namespace, model) -> Path:
         return ex.export_pt2(model, args.output, device=args.device, **common, **static)
     if args.fmt == "torchscript":
         return ex.export_torchscript(model, args.output, **common)
+    if args.fmt == "hf":
+        from res2net.weights.hf import save_pretrained
+
+        return save_pretrained(model, args.output)
     if args.fmt == "pte":
         from res2net.export.executorch import export_pte
 
@@ -109,6 +120,20 @@ def export(args: argparse.Namespace, model) -> Path:
     )
 
 
+def _verify_reload(path: Path, model) -> dict[str, bool]:
+    """An hf export stores the tensors themselves: reloading must give them back bit for bit."""
+    import torch
+
+    from res2net.export import ExportError
+    from res2net.models.factory import create_model
+
+    reloaded = create_model(model.card.name, pretrained=path, num_classes=model.num_classes)
+    theirs = reloaded.state_dict()
+    if any(not torch.equal(v, theirs[k]) for k, v in model.state_dict().items()):
+        raise ExportError(f"{path}: reloaded weights differ from the exported model's")
+    return {"passed": True}
+
+
 def main(args: argparse.Namespace) -> int:
     from res2net.data.image import find_images
     from res2net.export import ExportError, verify_export
@@ -126,7 +151,10 @@ def main(args: argparse.Namespace) -> int:
     path = export(args, model)
     summary = {"format": args.fmt, "path": str(path), "seconds": round(time.perf_counter() - t, 1)}
     print(f"wrote {path} ({args.fmt}, {summary['seconds']} s)")
-    if args.verify:
+    if args.verify and args.fmt == "hf":
+        summary["verify"] = _verify_reload(path, model)
+        print(f"reloaded {path}: weights identical")
+    elif args.verify:
         images = find_images(args.images) if args.images else None
         report = verify_export(
             path,

@@ -53,7 +53,7 @@ def eval_transform_for(model: nn.Module, h: int):
     """The model card's :class:`EvalTransform`, scaled to crop ``h`` (as the recorded metadata says)."""
     from res2net.data.transforms import EvalTransform
 
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     if card is None:
         return EvalTransform(resize_short=round(256 * h / 224), crop_size=h)
     t = EvalTransform.from_preprocess(card.preprocess)

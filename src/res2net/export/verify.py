@@ -194,7 +194,7 @@ def preprocess_images(
     from res2net.data.transforms import EvalTransform
     from res2net.models.zoo import Preprocess
 
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     pre = card.preprocess if card is not None else Preprocess()
     p = json.loads((meta or {}).get("preprocess", "null") or "null")
     resize = p["resize_short"] if p else round(pre.resize_short * h / pre.crop_size)

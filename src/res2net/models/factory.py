@@ -22,7 +22,8 @@ def resolve_pretrained(name: str, pretrained: bool | str | Path) -> Path | None:
 
     if is_hf_hub(pretrained):
         return weights_from_hf(str(pretrained))
-    return Path(pretrained)
+    path = Path(pretrained)
+    return path / "model.safetensors" if path.is_dir() else path  # a save_pretrained / Hub directory
 
 
 def create_model(
@@ -46,7 +47,8 @@ def create_model(
             under ``$RES2NET_HOME``, or in the Hugging Face cache for timm's cards); a path to a
             ``.pdparams``, ``.pdiparams``, ``.pth``/``.pt`` or ``.safetensors`` file from PaddleClas,
             timm, the authors or ``res2net convert``; or ``"hf-hub:ORG/REPO[@REVISION]"`` for the
-            ``model.safetensors`` of a Hugging Face Hub repository (needs ``res2net[hf]``).
+            ``model.safetensors`` of a Hugging Face Hub repository (needs ``res2net[hf]``), or a
+            directory written by :func:`res2net.save_pretrained`.
         num_classes: classifier size. With pretrained weights of another size the head is
             re-initialised (fine-tuning); ``0`` builds a headless model.
         features_only: return a :class:`Res2NetFeatures` backbone yielding multi-scale maps.

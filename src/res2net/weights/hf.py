@@ -41,13 +41,16 @@ def parse_hf_hub(spec: str) -> tuple[str, str | None]:
     return repo, revision or None
 
 
-def hf_download(repo_id: str, filename: str, revision: str | None = None) -> Path:
+def hf_download(repo_id: str, filename: str, revision: str | None = None, *, local_files_only: bool = False) -> Path:
     """One file of a Hub repository, through the Hugging Face cache; errors name the repo and the fix."""
     hub = require("huggingface_hub", "loading from the Hugging Face Hub")
     from huggingface_hub import errors
 
     try:
-        return Path(hub.hf_hub_download(repo_id=repo_id, filename=filename, revision=revision))
+        path = hub.hf_hub_download(
+            repo_id=repo_id, filename=filename, revision=revision, local_files_only=local_files_only
+        )
+        return Path(path)
     except errors.LocalEntryNotFoundError:
         raise HubError(
             f"{repo_id}/{filename}: not in the Hugging Face cache and the Hub cannot be reached "
@@ -124,6 +127,13 @@ mean {list(p.mean)}, std {list(p.std)} (`pretrained_cfg` in config.json: crop_pc
 """
 
 
+def timm_architecture(name: str) -> str:
+    """The name timm knows the model by: timm's own for its family, our registered name otherwise."""
+    from res2net.timm import timm_names
+
+    return {ours: theirs for theirs, ours in timm_names().items()}.get(name, name)
+
+
 def save_pretrained(
     model: nn.Module,
     directory: str | Path,
@@ -151,10 +161,11 @@ def save_pretrained(
     meta = {"format": "res2net", "model": card.name, "origin": origin}
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS_NAME), metadata=meta)
-    pcfg = {k: v for k, v in model.pretrained_cfg.items() if v is not None}
-    pcfg.pop("url", None)  # the weights are these, not the official file
+    # The weights are these files, not the official ones: drop what points elsewhere.
+    drop = ("url", "hf_hub_id", "source", "architecture", "tag")
+    pcfg = {k: v for k, v in model.pretrained_cfg.items() if v is not None and k not in drop}
     config = {
-        "architecture": card.name,
+        "architecture": timm_architecture(card.name),
         "num_classes": model.num_classes,
         "num_features": model.num_features,
         "global_pool": "avg",
