@@ -84,6 +84,8 @@ def build(
     from res2net.models.res2net import Res2NetConfig
 
     cfg = {**_as_dict(pretrained_cfg), **(pretrained_cfg_overlay or {})}
+    if kwargs.get("num_classes") is None and isinstance(cfg.get("num_classes"), int) and cfg["num_classes"] > 0:
+        kwargs["num_classes"] = cfg["num_classes"]  # a hf-hub:/local-dir: config's head size, as timm does
     global_pool = kwargs.pop("global_pool", "avg")
     kwargs.pop("pretrained_model_args", None)  # hf-hub config.json model_args, already merged into kwargs
     features = {k: kwargs.pop(k) for k in _FEATURE_ARGS if k in kwargs}

@@ -29,7 +29,7 @@ def resolve_pretrained(name: str, pretrained: bool | str | Path) -> Path | None:
 def create_model(
     name: str,
     pretrained: bool | str | Path = False,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     *,
     features_only: bool = False,
     out_indices: tuple[int, ...] = (1, 2, 3, 4),
@@ -49,7 +49,8 @@ def create_model(
             timm, the authors or ``res2net convert``; or ``"hf-hub:ORG/REPO[@REVISION]"`` for the
             ``model.safetensors`` of a Hugging Face Hub repository (needs ``res2net[hf]``), or a
             directory written by :func:`res2net.save_pretrained`.
-        num_classes: classifier size. With pretrained weights of another size the head is
+        num_classes: classifier size; ``None``: the model's (1000), or that of the ``hf-hub:``
+            repository's ``config.json``. With pretrained weights of another size the head is
             re-initialised (fine-tuning); ``0`` builds a headless model.
         features_only: return a :class:`Res2NetFeatures` backbone yielding multi-scale maps.
         out_indices: with ``features_only``, which maps (0 = stem at stride 2, 1..4 = stages at
@@ -66,9 +67,14 @@ def create_model(
         from res2net.weights.hf import config_from_hf
 
         hub_id = name
-        name = config_from_hf(hub_id)["architecture"]
+        hub_config = config_from_hf(hub_id)
+        name = hub_config["architecture"]
         pretrained = hub_id if pretrained is True else pretrained
+        if num_classes is None and isinstance(hub_config.get("num_classes"), int):
+            num_classes = hub_config["num_classes"]
     card = get_card(name)
+    if num_classes is None:
+        num_classes = card.config.num_classes
     cfg = card.config.with_overrides(num_classes=num_classes, **kwargs)
     model = Res2Net(cfg)
     model.card = card  # the card travels with the model
