@@ -1,7 +1,7 @@
 """Reading weights safely, and clear errors for every way a file can be wrong."""
 
-import os
 import logging
+import os
 import pickle
 
 import numpy as np
