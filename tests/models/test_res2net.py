@@ -8,7 +8,7 @@ from res2net.models.res2net import Bottle2neck
 from res2net.stats import count_flops, count_params
 from tests.utils import assert_logits_close, randomize_
 
-# shared/reference/paddleclas.md §1.8: exact trainable counts and 2 x MACs at 224^2.
+# Exact trainable counts and 2 x MACs at 224^2 of PaddleClas's own models (ppcls/arch/backbone/model_zoo/res2net*.py).
 EXPECTED = {
     "Res2Net50_26w_4s": (25_699_120, 8.51e9),
     "Res2Net50_vd_26w_4s": (25_718_352, 8.99e9),

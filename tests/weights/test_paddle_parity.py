@@ -16,7 +16,7 @@ from res2net.weights.paddle import paddle_key_maps
 from tests.utils import assert_logits_close
 
 MODELS = ["Res2Net50_26w_4s", "Res2Net50_vd_26w_4s", "Res2Net50_14w_8s", "Res2Net101_vd_26w_4s", "Res2Net200_vd_26w_4s"]
-KEY_COUNTS = {  # arrays in PaddleClas's state dict (shared/reference/paddleclas.md §2.2)
+KEY_COUNTS = {  # arrays in PaddleClas's state dict (counted from PaddleClas's own res2net*.py models)
     "Res2Net50_26w_4s": 427,
     "Res2Net50_vd_26w_4s": 437,
     "Res2Net50_14w_8s": 747,

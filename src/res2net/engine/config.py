@@ -33,7 +33,8 @@ class ConfigError(Res2NetError, ValueError):
     """A config file or override is wrong (unknown key, bad value, unsupported PaddleClas op)."""
 
 
-# The PaddleClas ImageNet recipe for Res2Net (paddleclas.md §4.1) is the default of every key.
+# The PaddleClas ImageNet recipe for Res2Net (ppcls/configs/ImageNet/Res2Net/*.yaml in PaddleClas) is the default
+# of every key.
 DEFAULTS: dict[str, Any] = {
     "Global": {
         "output_dir": "output",
