@@ -23,7 +23,11 @@ def resolve_pretrained(name: str, pretrained: bool | str | Path) -> Path | None:
     if is_hf_hub(pretrained):
         return weights_from_hf(str(pretrained))
     path = Path(pretrained)
-    return path / "model.safetensors" if path.is_dir() else path  # a save_pretrained / Hub directory
+    if path.is_dir():
+        return path / "model.safetensors"  # a save_pretrained / Hub directory
+    from res2net.weights.prefix import resolve_weights_prefix
+
+    return resolve_weights_prefix(path)  # PaddleClas prefixes: output/NAME/latest, best_model, epoch_N
 
 
 def create_model(
@@ -48,7 +52,9 @@ def create_model(
             ``.pdparams``, ``.pdiparams``, ``.pth``/``.pt`` or ``.safetensors`` file from PaddleClas,
             timm, the authors or ``res2net convert``; or ``"hf-hub:ORG/REPO[@REVISION]"`` for the
             ``model.safetensors`` of a Hugging Face Hub repository (needs ``res2net[hf]``), or a
-            directory written by :func:`res2net.save_pretrained`.
+            directory written by :func:`res2net.save_pretrained`. A path without a suffix is a
+            PaddleClas-style prefix: ``output/NAME/latest`` (or ``best_model``, ``epoch_N``, our
+            ``last``/``best``) finds the ``.pdparams``/``.safetensors``/``.pth``/``.pt`` written there.
         num_classes: classifier size; ``None``: the model's (1000), or that of the ``hf-hub:``
             repository's ``config.json``. With pretrained weights of another size the head is
             re-initialised (fine-tuning); ``0`` builds a headless model.
