@@ -169,6 +169,13 @@ def test_classifier_reset(tiny):
 # ----------------------------------------------------------------------------------- registration
 
 
+def _fresh_python(code: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(Path(res2net.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_registered_with_timm_never_shadowing():
     """In a fresh process: timm first, then res2net; our names added, none of timm's replaced."""
     code = (
@@ -180,10 +187,7 @@ def test_registered_with_timm_never_shadowing():
         "assert all(tm.model_entrypoint(n) is fn for n, fn in before.items())\n"
         "print(','.join(added))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(res2net.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    added = out.stdout.strip().split(",")
+    added = _fresh_python(code).split(",")
     assert set(added) == set(res2net.timm.timm_names())
     assert "Res2Net50_vd_26w_4s_ssld" in added and all(n != n.lower() for n in added)
 
@@ -194,10 +198,7 @@ def test_registered_when_res2net_imported_first():
         "m = timm.create_model('Res2Net50_vd_26w_4s')\n"
         "print(type(m).__module__, m.cfg.stage_rule)"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(res2net.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["res2net.models.res2net", "stride"]  # PaddleClas semantics
+    assert _fresh_python(code).split() == ["res2net.models.res2net", "stride"]  # PaddleClas semantics
 
 
 def test_timm_create_model_pretrained_and_options(tmp_path, tiny):
