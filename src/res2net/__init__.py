@@ -13,14 +13,14 @@ import importlib.util
 import sys
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from res2net._version import __version__
 
 # public name -> module that defines it
 _LAZY = {
     "ModelCard": "res2net.models",
     "Res2Net": "res2net.models",
     "Res2NetConfig": "res2net.models",
-    "create_model": "res2net.models",
+    "create_model": "res2net.factory",
     "get_card": "res2net.models",
     "list_models": "res2net.models",
     "save_pretrained": "res2net.weights.hf",
@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from res2net.models import ModelCard, Res2Net, Res2NetConfig, create_model, get_card, list_models
+    from res2net.factory import create_model
+    from res2net.models import ModelCard, Res2Net, Res2NetConfig, get_card, list_models
     from res2net.predict import Predictor
     from res2net.weights.hf import save_pretrained
 

@@ -26,20 +26,12 @@ from typing import Any
 
 from torch import nn
 
+from res2net.models.zoo import timm_names
+
 log = logging.getLogger(__name__)
 
 # timm's create_model arguments our factory takes under another name or not at all.
 _FEATURE_ARGS = ("features_only", "out_indices", "feature_cls")
-
-
-def timm_names() -> dict[str, str]:
-    """timm name -> our card name, for every PaddleClas-family model."""
-    from res2net.models.zoo import list_models
-
-    names = {}
-    for name in list_models(family="paddleclas"):
-        names[name if name != name.lower() else "Res2Net" + name.removeprefix("res2net")] = name
-    return names
 
 
 def _weights(pretrained: bool, cfg: dict[str, Any]) -> bool | str | Path:

@@ -20,6 +20,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from res2net._version import __version__
 from res2net.errors import Res2NetError
 
 log = logging.getLogger("res2net.export")
@@ -125,8 +126,6 @@ def metadata(
     The preprocessing recorded is the card's (resize the short side, centre crop, mean/std, RGB);
     for an export at another size the resize scales with the crop, as PaddleClas does.
     """
-    from res2net import __version__
-
     card = getattr(model, "card", None)
     cfg = getattr(model, "cfg", None)
     meta = {
@@ -144,7 +143,7 @@ def metadata(
     }
     if card is not None:
         p = card.preprocess
-        resize = round(p.resize_short * h / p.crop_size) if (h, w) != (p.crop_size, p.crop_size) else p.resize_short
+        resize = p.at_crop(h).resize_short if (h, w) != (p.crop_size, p.crop_size) else p.resize_short
         meta["preprocess"] = json.dumps(
             {
                 "resize_short": resize,

@@ -129,7 +129,7 @@ mean {list(p.mean)}, std {list(p.std)} (`pretrained_cfg` in config.json: crop_pc
 
 def timm_architecture(name: str) -> str:
     """The name timm knows the model by: timm's own for its family, our registered name otherwise."""
-    from res2net.timm import timm_names
+    from res2net.models.zoo import timm_names
 
     return {ours: theirs for theirs, ours in timm_names().items()}.get(name, name)
 
