@@ -72,7 +72,7 @@ def build(
     :class:`Res2NetConfig` field. Anything else raises ``TypeError`` naming it.
     ``cache_dir`` is accepted and ignored (downloads use our cache or the Hugging Face cache).
     """
-    from res2net.models.factory import create_model
+    from res2net.factory import create_model
     from res2net.models.res2net import Res2NetConfig
 
     cfg = {**_as_dict(pretrained_cfg), **(pretrained_cfg_overlay or {})}

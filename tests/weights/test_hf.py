@@ -165,7 +165,7 @@ def test_timm_cards_download_through_hf_hub(tmp_path, hub):
 
 def test_export_format_hf_cli(tmp_path):
     weights = tmp_path / "tiny.safetensors"
-    from res2net.weights.load import convert_to_safetensors
+    from res2net.weights.convert import convert_to_safetensors
 
     torch.save(randomize_(res2net.create_model("res2net_tiny")).state_dict(), tmp_path / "tiny.pth")
     convert_to_safetensors(tmp_path / "tiny.pth", weights, model_name="res2net_tiny")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import res2net
-from res2net.engine.config import load_config
+from res2net.training.config import load_config
 from res2net.weights import WeightsError
 from res2net.weights.prefix import resolve_weights_prefix
 from tests.utils import randomize_
