@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from res2net import export as ex
+from res2net.cli._args import add_topk
 from res2net.data.image import find_images
 from res2net.export import ExportError, verify_export
 from res2net.export.executorch import export_pte
@@ -61,11 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1e-4,
         help="--verify tolerance on the max abs output difference, for outputs up to 10 (scaled beyond)",
     )
-    parser.add_argument("--topk", type=int, default=5)
+    add_topk(parser, "--verify: top-k agreement reported over this many classes (default 5)")
     triton = parser.add_argument_group("triton")
     triton.add_argument("--triton-name", help="model name in the repository (default: --model)")
     triton.add_argument("--max-batch-size", type=int, default=64, help="largest batch Triton's dynamic batcher forms")
-    triton.add_argument("--instance-kind", choices=("KIND_AUTO", "KIND_CPU", "KIND_GPU"))
+    triton.add_argument(
+        "--instance-kind",
+        choices=("KIND_AUTO", "KIND_CPU", "KIND_GPU"),
+        help="where Triton runs the model instances (default: Triton's choice)",
+    )
     triton.add_argument("--labels", type=Path, help="class names, one per line (default: ImageNet for 1000 classes)")
     edge = parser.add_argument_group("pte (ExecuTorch + XNNPACK; batch fixed to --batch-size)")
     edge.add_argument("--quantize", choices=("int8",), help="pte: PT2E static int8 (XNNPACKQuantizer)")

@@ -13,6 +13,7 @@ from dataclasses import asdict
 
 from tqdm.auto import tqdm
 
+from res2net.cli._args import add_topk
 from res2net.cli.paddleclas import DONE_LINE as PADDLECLAS_DONE
 from res2net.cli.paddleclas import add_paddleclas_arguments, apply_paddleclas_arguments, format_paddleclas
 from res2net.data.image import find_images
@@ -38,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="weights instead of the official download: a file, a save_pretrained directory, hf-hub:ORG/REPO, "
         "or a PaddleClas prefix such as output/NAME/latest",
     )
-    p.add_argument("--topk", "--top-k", type=int, default=5, help="classes printed per image (default 5)")
+    add_topk(p, "classes printed per image (default 5)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument(
         "--engine",
