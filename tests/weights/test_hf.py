@@ -68,12 +68,14 @@ def test_bad_hub_ids():
 class _Hub(http.server.BaseHTTPRequestHandler):
     files: dict = {}  # "/org/repo/resolve/main/file" -> bytes
     seen: list = []
+    auth: list = []
 
     def log_message(self, *args):
         pass
 
     def _answer(self, body: bool):
         type(self).seen.append((self.command, self.path))
+        type(self).auth.append(self.headers.get("Authorization"))
         path = self.path.split("?")[0].replace(f"/resolve/{COMMIT}/", "/resolve/main/")
         data = self.files.get(path)
         if data is None:
@@ -101,6 +103,7 @@ class _Hub(http.server.BaseHTTPRequestHandler):
 def hub(repo_dir):
     _Hub.files = {f"/{REPO}/resolve/main/{p.name}": p.read_bytes() for p in repo_dir.iterdir()}
     _Hub.seen = []
+    _Hub.auth = []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd
@@ -115,16 +118,17 @@ torch.save(model.state_dict(), sys.argv[3])
 
 
 def _load(tmp_path, env, name, pretrained, out):
-    env = {**os.environ, **env, "PYTHONPATH": str(Path(res2net.__file__).parents[1]), "HF_HOME": str(tmp_path / "hf")}
-    env.pop("HF_TOKEN", None)
+    base = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env = {**base, **env, "PYTHONPATH": str(Path(res2net.__file__).parents[1]), "HF_HOME": str(tmp_path / "hf")}
     cmd = [sys.executable, "-c", _LOAD, name, pretrained, str(tmp_path / out)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
 
 
 def test_hf_endpoint_cache_and_offline(tmp_path, hub, tiny):
     url, httpd = hub
-    run = _load(tmp_path, {"HF_ENDPOINT": url}, "res2net_tiny", f"hf-hub:{REPO}", "a.pt")
+    run = _load(tmp_path, {"HF_ENDPOINT": url, "HF_TOKEN": "hf_test_token"}, "res2net_tiny", f"hf-hub:{REPO}", "a.pt")
     assert run.returncode == 0, run.stderr
+    assert "Bearer hf_test_token" in _Hub.auth  # the user's token goes to the Hub, as huggingface_hub sends it
     assert any(
         m == "GET" and p.startswith(f"/{REPO}/resolve/") and p.endswith("/model.safetensors") for m, p in _Hub.seen
     )

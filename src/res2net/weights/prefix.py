@@ -32,7 +32,7 @@ def resolve_weights_prefix(path: str | Path) -> Path:
         return path
     prefix = path.with_suffix("") if path.suffix == ".pdparams" else path
     if prefix.suffix and prefix.suffix in SUFFIXES:  # an explicit file name that is not there
-        raise WeightsError(f"weights file not found: {path}")
+        raise WeightsError(f"{path}: no such weights file")
     stems = SYNONYMS.get(prefix.name, (prefix.name,))
     tried = [prefix.with_name(stem + suffix) for stem in stems for suffix in SUFFIXES]
     for candidate in tried:
@@ -43,4 +43,4 @@ def resolve_weights_prefix(path: str | Path) -> Path:
     hint = f"; {folder} has: {', '.join(present)}" if present else f"; {folder} has no weights files"
     if prefix.name.startswith("epoch_") and not present:
         hint += " (res2net train writes last/best, not PaddleClas's per-epoch epoch_N files)"
-    raise WeightsError(f"weights file not found: {path} (tried {', '.join(p.name for p in tried)}){hint}")
+    raise WeightsError(f"{path}: no such weights file (tried {', '.join(p.name for p in tried)}){hint}")
