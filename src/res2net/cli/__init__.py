@@ -25,7 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("res2net.cli.evaluate", "top-1/top-5 on a list file or image folder (PaddleClas eval preprocessing)"),
     "train": ("res2net.cli.train", "train / fine-tune / distill (PaddleClas recipe; torchrun for many processes)"),
     "convert": ("res2net.cli.convert", "convert PaddleClas/timm/authors' weights to .safetensors"),
-    "export": ("res2net.cli.export", "export to ONNX / OpenVINO / pt2 / TorchScript / Triton / ExecuTorch / HF Hub, verified"),
+    "export": (
+        "res2net.cli.export",
+        "export to ONNX / OpenVINO / pt2 / TorchScript / Triton / ExecuTorch / HF Hub, verified",
+    ),
     "quantize-report": ("res2net.cli.quantize_report", "int8 vs fp32 per engine: size, latency, logit error, accuracy"),
     "serve": ("res2net.cli.serve", "inference server: Open Inference Protocol REST + gRPC, batching, web demo"),
     "benchmark": ("res2net.cli.benchmark", "latency and throughput tables (and charts) on this machine, with anchors"),
