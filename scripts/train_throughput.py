@@ -8,8 +8,8 @@ other, on the same random batch (224x224, batch 16), with the PaddleClas recipe'
 0.9, weight decay 1e-4, cross-entropy with label smoothing 0.1. The first ``--warmup`` steps are
 dropped (one-off kernel selection / compilation); the reported figure is ``batch / median(step
 time)``. The anchor is timm's ``res2net50d`` — the same architecture as Res2Net50_vd_26w_4s up to the
-two forward-semantics details (peers.md §1.7) — trained in plain fp32, as timm's ``train.py`` would
-by default on CPU.
+two forward-semantics details (see the docstring of res2net/models/res2net.py) — trained in plain
+fp32, as timm's ``train.py`` would by default on CPU.
 
 Variants (ours): ``fp32`` (plain, like the anchor), ``cl`` (channels_last), ``cl_bf16`` (+ bf16
 autocast), ``cl_bf16_fused`` (+ fused SGD), ``cl_bf16_compile`` (+ ``torch.compile``).

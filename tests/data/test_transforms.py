@@ -196,6 +196,52 @@ def test_preprocessing_matches_paddleclas_ops(tmp_path):
         assert ref[f"file_crop_{i}"].shape == (224, 224, 3)
 
 
+def test_eval_transform_takes_pil_and_tensors_like_arrays():
+    """The same pixels as a PIL image, a uint8 CHW tensor or a float 0..1 tensor give the same result."""
+    import torch
+    from PIL import Image
+    from skimage import data
+
+    import res2net
+
+    photo = data.coffee()
+    transform = res2net.get_card("Res2Net50_vd_26w_4s").transforms()
+    ref = transform(photo)
+    assert isinstance(ref, np.ndarray) and ref.shape == (3, 224, 224)
+    from_pil = transform(Image.fromarray(photo))  # the quoted failing call
+    u8 = torch.from_numpy(photo).permute(2, 0, 1)
+    assert isinstance(from_pil, torch.Tensor) and np.array_equal(from_pil.numpy(), ref)
+    assert np.array_equal(transform(u8).numpy(), ref)
+    # float tensors are resized in float: cv2's fixed-point uint8 resize is within one grey level of
+    # it (1 / 255 / std <= 0.0175 in normalised units); measured max 0.013
+    diff = np.abs(transform(u8.float() / 255).numpy() - ref)
+    assert 0 < diff.max() < 0.0175
+    gray = transform(Image.fromarray(photo).convert("L"))
+    assert gray.shape == (3, 224, 224)
+    with pytest.raises(TypeError, match="PIL image"):
+        transform("photo.jpg")
+    with pytest.raises(ValueError, match="CHW"):
+        transform(torch.zeros(5, 10, 10))
+
+
+def test_eval_transform_in_torchvision_image_folder(tmp_path):
+    import torch
+    from PIL import Image
+    from skimage import data
+    from torchvision.datasets import ImageFolder
+
+    import res2net
+
+    for cls, photo in (("cat", data.chelsea()), ("coffee", data.coffee())):
+        (tmp_path / cls).mkdir()
+        Image.fromarray(photo).save(tmp_path / cls / "0.jpg")
+    card = res2net.get_card("res2net_tiny")
+    folder = ImageFolder(str(tmp_path), transform=card.transforms())
+    x, y = next(iter(torch.utils.data.DataLoader(folder, batch_size=2)))
+    assert x.shape == (2, 3, 224, 224) and x.dtype == torch.float32 and y.tolist() == [0, 1]
+    assert torch.equal(x[1], torch.from_numpy(card.transforms()(np.asarray(Image.open(tmp_path / "coffee" / "0.jpg")))))
+
+
 @pytest.mark.paddle
 def test_extreme_aspect_ratios_match_paddleclas_ops(tmp_path):
     """PaddleClas resizes a 4000x3 image whole (341333x256) before cropping; we resize only the window."""

@@ -8,7 +8,7 @@ from res2net.models.res2net import Bottle2neck
 from res2net.stats import count_flops, count_params
 from tests.utils import assert_logits_close, randomize_
 
-# shared/reference/paddleclas.md §1.8: exact trainable counts and 2 x MACs at 224^2.
+# Exact trainable counts and 2 x MACs at 224^2 of PaddleClas's own models (ppcls/arch/backbone/model_zoo/res2net*.py).
 EXPECTED = {
     "Res2Net50_26w_4s": (25_699_120, 8.51e9),
     "Res2Net50_vd_26w_4s": (25_718_352, 8.99e9),
@@ -89,9 +89,9 @@ def test_features_head_and_channels_last():
     model = res2net.create_model("res2net_tiny").eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        feats = model.forward_intermediates(x)
+        feats = model.forward_intermediates(x, intermediates_only=True)
         assert [f.shape[1] for f in feats] == [64, 256, 512, 1024, 2048]
-        assert [64 // f.shape[-1] for f in feats] == [4, 4, 8, 16, 32]
+        assert [64 // f.shape[-1] for f in feats] == [2, 4, 8, 16, 32]
         logits = model(x)
         assert torch.allclose(model.forward_head(model.forward_features(x)), logits)
         assert model.forward_head(feats[-1], pre_logits=True).shape == (2, 2048)

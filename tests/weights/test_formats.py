@@ -1,5 +1,6 @@
 """Reading weights safely, and clear errors for every way a file can be wrong."""
 
+import logging
 import os
 import pickle
 
@@ -128,11 +129,31 @@ def test_finetune_head_and_headless(tmp_path, tiny):
     assert backbone(torch.randn(1, 3, 64, 64)).shape == (1, 2048)
 
 
-def test_semantics_mismatch_warns(tmp_path, tiny):
-    path = tmp_path / "w.pth"  # a torch file without metadata is taken as timm/authors' weights
+def test_semantics_mismatch_warns_through_logging(tmp_path, tiny, caplog):
+    path = tmp_path / "w.safetensors"  # our own file says which semantics its weights ran under
+    convert_to_safetensors(_saved_state(tmp_path, tiny), path, model_name="res2net_tiny")
+    timm_semantics = res2net.create_model("res2net_tiny", stage_rule="downsample", pool_count_include_pad=True)
+    with caplog.at_level(logging.WARNING, logger="res2net.weights.load"):
+        assert load_weights(timm_semantics, path) == "paddle"
+    assert "outputs will differ" in caplog.text
+
+
+def test_state_dict_without_metadata_is_not_called_timm(tmp_path, tiny, caplog, recwarn):
+    """A plain ``safetensors.torch.save_file`` of our model: its origin is unknown, so nothing is claimed."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny.state_dict().items()}, str(path))
+    with caplog.at_level(logging.WARNING):
+        model = res2net.create_model("res2net_tiny", pretrained=path)
+    assert "outputs will differ" not in caplog.text and not recwarn.list
+    assert load_weights(model, path) == "unknown"
+
+
+def _saved_state(tmp_path, tiny):
+    path = tmp_path / "state.pth"
     torch.save(tiny.state_dict(), path)
-    with pytest.warns(UserWarning, match="outputs will differ"):
-        load_weights(res2net.create_model("res2net_tiny"), path)
+    return path
 
 
 def test_convert_to_safetensors_keeps_provenance(tmp_path, tiny):

@@ -223,7 +223,7 @@ def random_weights_(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def _calibration_batch(model: nn.Module) -> torch.Tensor:
     images = default_images()
-    crop = getattr(getattr(getattr(model, "pretrained_cfg", None), "preprocess", None), "crop_size", 224)
+    crop = getattr(getattr(getattr(model, "card", None), "preprocess", None), "crop_size", 224)
     if images:
         return torch.from_numpy(preprocess_images(images, model, crop, crop))
     return torch.randn(4, 3, crop, crop, generator=torch.Generator().manual_seed(1))

@@ -55,7 +55,7 @@ def paddle_python() -> Path:
 
 def paddle_model_name(model: nn.Module) -> str:
     """The PaddleClas constructor for ``model``, which must have PaddleClas semantics."""
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     name = getattr(card, "name", "").removesuffix("_ssld")
     if name not in PADDLE_MODELS or getattr(card, "family", "") != "paddleclas":
         raise PaddleUnavailable(f"PaddleClas has no model for {getattr(card, 'name', type(model).__name__)!r}")
@@ -113,7 +113,7 @@ class PaddleAnchor:
             text=True,
             env=env,
         )
-        card = model.pretrained_cfg
+        card = model.card
         resize = card.preprocess.at_crop(input_size).resize_short
         reply = self._call(
             cmd="setup",

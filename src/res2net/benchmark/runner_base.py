@@ -97,7 +97,7 @@ def accuracy_vs_eager(model: nn.Module, fn, dtype: torch.dtype, device: str) -> 
     images = default_images()
     if not images:
         return None
-    size = getattr(getattr(model, "pretrained_cfg", None), "preprocess", None)
+    size = getattr(getattr(model, "card", None), "preprocess", None)
     crop = size.crop_size if size is not None else 224
     x = preprocess_images(images, model, crop, crop)
     with torch.inference_mode():

@@ -225,7 +225,7 @@ class ArtifactRunner(TensorRunner):
         fp32_means_fp32(device)
 
         self.engine = fmt
-        card = getattr(model, "pretrained_cfg", None)
+        card = getattr(model, "card", None)
         cfg_digest = hashlib.sha256(repr(getattr(model, "cfg", "")).encode()).hexdigest()[:8]
         model_id = f"{getattr(card, 'name', type(model).__name__)}-{getattr(model, 'num_classes', 0)}c-{cfg_digest}"
         dev_type = torch.device(device).type

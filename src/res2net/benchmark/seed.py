@@ -1,4 +1,6 @@
-"""The seed page's published latencies (shared/seed/Res2Net.en.md §1.3), kept as data for side-by-side tables.
+"""The seed page's published latencies, kept as data for side-by-side tables.
+
+The seed is PaddleClas's Res2Net model page (docs/zh_CN/models/ImageNet1k/Res2Net.md), section 1.3.
 
 Paddle Inference + TensorRT, 224x224, milliseconds. ``_ssld`` models share their base model's
 graph; the V100 table lists them separately (their numbers differ only by run noise).

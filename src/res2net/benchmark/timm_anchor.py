@@ -53,7 +53,7 @@ def timm_model_name(model_or_name: nn.Module | str) -> str:
         card = get_card(model_or_name)
         cfg, name = card.config, card.name
     else:
-        card = getattr(model_or_name, "pretrained_cfg", None)
+        card = getattr(model_or_name, "card", None)
         cfg = getattr(model_or_name, "cfg", None) or getattr(card, "config", None)
         name = getattr(card, "name", type(model_or_name).__name__)
         if cfg is None:

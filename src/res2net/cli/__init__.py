@@ -16,19 +16,23 @@ import sys
 from res2net._version import __version__
 from res2net.errors import Res2NetError
 
-# name -> (module, one-line help)
+# name -> (module, one-line help), in the order a user meets them: find a model, get its weights, use it,
+# measure and train it, ship it (convert, export, quantize, serve), then the numbers.
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("res2net.cli.list_models", "list registered models and their weights"),
-    "stats": ("res2net.cli.stats", "params / FLOPs / accuracy table of the models"),
-    "convert": ("res2net.cli.convert", "convert PaddleClas/timm/authors' weights to .safetensors"),
     "download": ("res2net.cli.download", "download and verify official weights into the cache"),
-    "quantize-report": ("res2net.cli.quantize_report", "int8 vs fp32 per engine: size, latency, logit error, accuracy"),
-    "train": ("res2net.cli.train", "train / fine-tune / distill (PaddleClas recipe; torchrun for many processes)"),
+    "predict": ("res2net.cli.predict", "classify images: top-k ImageNet classes with the fastest checked engine"),
     "eval": ("res2net.cli.evaluate", "top-1/top-5 on a list file or image folder (PaddleClas eval preprocessing)"),
-    "export": ("res2net.cli.export", "export to ONNX / OpenVINO / pt2 (AOTInductor) / TorchScript / Triton, verified"),
+    "train": ("res2net.cli.train", "train / fine-tune / distill (PaddleClas recipe; torchrun for many processes)"),
+    "convert": ("res2net.cli.convert", "convert PaddleClas/timm/authors' weights to .safetensors"),
+    "export": (
+        "res2net.cli.export",
+        "export to ONNX / OpenVINO / pt2 / TorchScript / Triton / ExecuTorch / HF Hub, verified",
+    ),
+    "quantize-report": ("res2net.cli.quantize_report", "int8 vs fp32 per engine: size, latency, logit error, accuracy"),
     "serve": ("res2net.cli.serve", "inference server: Open Inference Protocol REST + gRPC, batching, web demo"),
     "benchmark": ("res2net.cli.benchmark", "latency and throughput tables (and charts) on this machine, with anchors"),
-    "predict": ("res2net.cli.predict", "classify images: top-k ImageNet classes with the fastest checked engine"),
+    "stats": ("res2net.cli.stats", "params / FLOPs / accuracy table of the models"),
 }
 
 
@@ -52,6 +56,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
+    try:
+        return _run(argv, command)
+    except ModuleNotFoundError as e:  # an optional dependency: name the extra that provides it
+        if e.name is None or e.name.split(".")[0] == "res2net":
+            raise
+        from res2net.errors import MissingExtraError
+
+        print(f"error: {MissingExtraError(e.name, f'res2net {command}')}", file=sys.stderr)
+        return 1
+
+
+def _run(argv: list[str], command: str | None) -> int:
     parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -59,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.captureWarnings(True)  # library warnings as log lines, not echoed source lines
     if args.command is None:
         parser.print_help()
         return 2

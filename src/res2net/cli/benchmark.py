@@ -23,6 +23,7 @@ from res2net.benchmark.plot import plot_charts
 from res2net.benchmark.report import load_json, markdown, write_all
 from res2net.benchmark.runners import CPU_ENGINES, ENGINES, PRECISIONS
 from res2net.benchmark.seed import SEED_BENCHMARK_MODELS
+from res2net.cli._args import ListArg
 from res2net.errors import Res2NetError
 from res2net.weights.hub import is_official
 
@@ -35,22 +36,33 @@ GPU_PRECISIONS = ["fp32", "fp16", "bf16"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--models", nargs="+", default=["Res2Net50_vd_26w_4s"], help="model names, or 'seed' for the seed's five"
+        "--models",
+        action=ListArg,
+        default=["Res2Net50_vd_26w_4s"],
+        help="model names, or 'seed' for the seed's five (PaddleClas's Res2Net page)",
     )
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
     parser.add_argument(
-        "--engines", nargs="+", choices=ENGINES, help=f"default: CPU {list(CPU_ENGINES)}, CUDA {GPU_ENGINES}"
+        "--batch-sizes", action=ListArg, item_type=int, default=[1, 4, 8], help="batch sizes timed (default: 1 4 8)"
     )
     parser.add_argument(
-        "--precisions", nargs="+", choices=PRECISIONS, help=f"default: CPU {CPU_PRECISIONS}, CUDA {GPU_PRECISIONS}"
+        "--engines",
+        action=ListArg,
+        item_choices=ENGINES,
+        help=f"default: CPU {' '.join(CPU_ENGINES)}; CUDA {' '.join(GPU_ENGINES)}",
+    )
+    parser.add_argument(
+        "--precisions",
+        action=ListArg,
+        item_choices=PRECISIONS,
+        help=f"default: CPU {' '.join(CPU_PRECISIONS)}; CUDA {' '.join(GPU_PRECISIONS)}",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument(
         "--threads", type=int, default=2, help="CPU threads for every engine, Paddle's included (0: default)"
     )
     parser.add_argument("--weights", help="'official' or a weights file (one model); default seeded random weights")
-    parser.add_argument("--num-classes", type=int)
-    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--num-classes", type=int, help="classifier size (default: the model's, 1000)")
+    parser.add_argument("--input-size", "--image-size", type=int, default=224, help="square input side (default 224)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls per runner and batch size")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per runner and batch size (>= 30)")
     parser.add_argument("--rounds", type=int, default=5, help="alternation rounds the repeats are split into")
@@ -58,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-e2e", dest="e2e", action="store_false", help="skip the end-to-end JPEG -> top-5 run")
     parser.add_argument("--images", nargs="+", help="end-to-end images (default: the packaged photos, repeated)")
     parser.add_argument("--e2e-count", type=int, default=64, help="images per pass when using the packaged photos")
-    parser.add_argument("--e2e-batch-size", type=int, default=8)
-    parser.add_argument("--e2e-passes", type=int, default=3)
+    parser.add_argument("--e2e-batch-size", type=int, default=8, help="batch size of the end-to-end run (default 8)")
+    parser.add_argument("--e2e-passes", type=int, default=3, help="end-to-end passes; the median is reported")
     parser.add_argument("--compile-mode", help="torch.compile mode (default: reduce-overhead on CUDA, default on CPU)")
     parser.add_argument(
         "--paddle-program",

@@ -25,10 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, help="classifier size (default: the config's Arch.num_classes)")
     parser.add_argument("--data", help="image root (ImageFolder tree, or the root of --list paths)")
     parser.add_argument("--list", help="PaddleClas list file 'relative/path label' (paths relative to --data)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--workers", type=int)
+    parser.add_argument("--batch-size", type=int, help="images per batch (default: the config's Eval batch size)")
+    parser.add_argument("--workers", type=int, help="data-loading worker processes (default: the config's)")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None)
+    parser.add_argument(
+        "--amp", choices=["none", "bf16", "fp16"], default=None, help="mixed precision (default: the config's)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from res2net import export as ex
+from res2net.cli._args import add_topk
 from res2net.data.image import find_images
 from res2net.export import ExportError, verify_export
 from res2net.export.executorch import export_pte
@@ -33,8 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "without it the model is exported with random weights (a warning says so)",
     )
     parser.add_argument("--num-classes", type=int, help="classifier size (default: the model's, 1000)")
-    parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
-    parser.add_argument("--output", required=True, type=Path, help="file to write (Triton: the repository directory)")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=(*FORMATS, "hf"),
+        dest="fmt",
+        help="onnx / openvino / pt2 (AOTInductor) / torchscript / triton (a model repository) / "
+        "pte (ExecuTorch) / hf (a Hugging Face Hub directory: model.safetensors, config.json, README.md)",
+    )
+    parser.add_argument("--output", required=True, type=Path, help="file to write (Triton, hf: the directory to write)")
     parser.add_argument("--softmax", action="store_true", help="append a softmax (PaddleClas inference models do)")
     parser.add_argument(
         "--dynamic-batch",
@@ -54,11 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1e-4,
         help="--verify tolerance on the max abs output difference, for outputs up to 10 (scaled beyond)",
     )
-    parser.add_argument("--topk", type=int, default=5)
+    add_topk(parser, "--verify: top-k agreement reported over this many classes (default 5)")
     triton = parser.add_argument_group("triton")
     triton.add_argument("--triton-name", help="model name in the repository (default: --model)")
     triton.add_argument("--max-batch-size", type=int, default=64, help="largest batch Triton's dynamic batcher forms")
-    triton.add_argument("--instance-kind", choices=("KIND_AUTO", "KIND_CPU", "KIND_GPU"))
+    triton.add_argument(
+        "--instance-kind",
+        choices=("KIND_AUTO", "KIND_CPU", "KIND_GPU"),
+        help="where Triton runs the model instances (default: Triton's choice)",
+    )
     triton.add_argument("--labels", type=Path, help="class names, one per line (default: ImageNet for 1000 classes)")
     edge = parser.add_argument_group("pte (ExecuTorch + XNNPACK; batch fixed to --batch-size)")
     edge.add_argument("--quantize", choices=("int8",), help="pte: PT2E static int8 (XNNPACKQuantizer)")
@@ -77,6 +89,10 @@ def export(args: argparse.Namespace, model) -> Path:
         return ex.export_pt2(model, args.output, device=args.device, **common, **static)
     if args.fmt == "torchscript":
         return ex.export_torchscript(model, args.output, **common)
+    if args.fmt == "hf":
+        from res2net.weights.hf import save_pretrained
+
+        return save_pretrained(model, args.output)
     if args.fmt == "pte":
         return export_pte(
             model, args.output, quantize=args.quantize, calibration=args.calibration, batch_size=args.batch_size,
@@ -92,6 +108,20 @@ def export(args: argparse.Namespace, model) -> Path:
         labels=args.labels,
         **common,
     )
+
+
+def _verify_reload(path: Path, model) -> dict[str, bool]:
+    """An hf export stores the tensors themselves: reloading must give them back bit for bit."""
+    import torch
+
+    from res2net.export import ExportError
+    from res2net.factory import create_model
+
+    reloaded = create_model(model.card.name, pretrained=path, num_classes=model.num_classes)
+    theirs = reloaded.state_dict()
+    if any(not torch.equal(v, theirs[k]) for k, v in model.state_dict().items()):
+        raise ExportError(f"{path}: reloaded weights differ from the exported model's")
+    return {"passed": True}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -112,7 +142,10 @@ def main(args: argparse.Namespace) -> int:
     path = export(args, model)
     summary = {"format": args.fmt, "path": str(path), "seconds": round(time.perf_counter() - t, 1)}
     print(f"wrote {path} ({args.fmt}, {summary['seconds']} s)")
-    if args.verify:
+    if args.verify and args.fmt == "hf":
+        summary["verify"] = _verify_reload(path, model)
+        print(f"reloaded {path}: weights identical")
+    elif args.verify:
         images = find_images(args.images) if args.images else None
         report = verify_export(
             path,

@@ -10,9 +10,11 @@ from res2net.models.zoo import get_card, list_models
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", help="glob filter, e.g. '*vd*'")
-    parser.add_argument("--family", choices=("paddleclas", "timm"))
+    parser.add_argument(
+        "--family", choices=("paddleclas", "timm"), help="only PaddleClas-semantics or timm-semantics models"
+    )
     parser.add_argument("--pretrained", action="store_true", help="only models with official weights")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="one JSON object per model")
 
 
 def main(args: argparse.Namespace) -> int:

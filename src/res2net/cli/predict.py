@@ -13,6 +13,9 @@ from dataclasses import asdict
 
 from tqdm.auto import tqdm
 
+from res2net.cli._args import add_topk
+from res2net.cli.paddleclas import DONE_LINE as PADDLECLAS_DONE
+from res2net.cli.paddleclas import add_paddleclas_arguments, apply_paddleclas_arguments, format_paddleclas
 from res2net.data.image import escape_name, find_images
 from res2net.data.transforms import EvalTransform
 from res2net.errors import Res2NetError
@@ -30,10 +33,20 @@ log = logging.getLogger("res2net.predict")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="*", help="image files, folders (recursive) or globs; none: the sample photos")
     p.add_argument("--model", default=None, help=f"model name (default {DEFAULT_MODEL}; see `res2net list`)")
-    p.add_argument("--weights", default=None, help="weights file instead of the official download")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--engine", default="auto", choices=("auto", *ENGINE_NAMES))
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="weights instead of the official download: a file, a save_pretrained directory, hf-hub:ORG/REPO, "
+        "or a PaddleClas prefix such as output/NAME/latest",
+    )
+    add_topk(p, "classes printed per image (default 5)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=("auto", *ENGINE_NAMES),
+        help="auto (default): the fastest engine here whose accuracy check against PyTorch passes",
+    )
     p.add_argument("--precision", default=None, choices=PRECISIONS, help="default: fp32, or best checked with auto")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=None, help="inference threads per process")
@@ -48,6 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-check", action="store_true", help="skip the accuracy check (auto then uses fp32 only)")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_paddleclas_arguments(p)
 
 
 def _format(result: dict, as_json: bool) -> str:
@@ -105,6 +119,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, shards: _Shards) -> int:
+    apply_paddleclas_arguments(args)
     if args.images:
         files = find_images(args.images)
     else:
@@ -151,9 +166,12 @@ def _run(args: argparse.Namespace, shards: _Shards) -> int:
                 print(json.dumps(result, ensure_ascii=False), flush=True)
         else:
             bar.clear()
-            print(_format(result, args.json), flush=True)
+            line = format_paddleclas(result) if args.paddleclas_style and not args.json else _format(result, args.json)
+            print(line, flush=True)
         bar.update(1)
     bar.close()
+    if shards.rank == 0 and args.paddleclas_style and not args.json:
+        print(PADDLECLAS_DONE, flush=True)
     if shards.rank == 0:
         if failed:
             log.warning("%d of %d images failed", failed, len(files))

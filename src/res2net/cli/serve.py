@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from res2net.cli._args import add_topk
 from res2net.models import get_card
 from res2net.runtime import ENGINE_NAMES
 from res2net.serve.config import ServeConfig
@@ -36,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--body-timeout", type=float, default=60.0, dest="body_timeout_s", help="seconds to send the body (408 beyond)"
     )
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="decoded image size limit (decompression bombs)")
-    p.add_argument("--top-k", type=int, default=5, help="classes returned per image unless a request asks otherwise")
+    add_topk(p, "classes returned per image unless a request asks otherwise (default 5)", dest="top_k")
     p.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores / workers)")
     p.add_argument("--no-access-log", action="store_true", help="no JSON access-log lines on stdout")
 

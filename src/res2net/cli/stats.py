@@ -13,7 +13,9 @@ from res2net.stats import SEED_MODELS, SWAP_NOTE, markdown_table, model_stats
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", help="model names (default: the seed's eight)")
     parser.add_argument("--all", action="store_true", help="every registered model")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument(
+        "--input-size", "--image-size", dest="image_size", type=int, default=224, help="square input side (default 224)"
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a markdown table")
 
 

@@ -1,4 +1,6 @@
-"""Training-time augmentation exactly as PaddleClas's Res2Net recipe does it (paddleclas.md §4.1).
+"""Training-time augmentation exactly as PaddleClas's Res2Net recipe does it.
+
+The recipe: ``ppcls/configs/ImageNet/Res2Net/*.yaml`` in PaddleClas.
 
 Per image (in DataLoader workers, uint8 HWC RGB -> float32 CHW):
 

@@ -114,7 +114,7 @@ def _param_dtype(model: nn.Module) -> torch.dtype:
 
 
 def model_name(model: nn.Module) -> str:
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     return getattr(card, "name", None) or type(model).__name__
 
 
@@ -126,7 +126,7 @@ def metadata(
     The preprocessing recorded is the card's (resize the short side, centre crop, mean/std, RGB);
     for an export at another size the resize scales with the crop, as PaddleClas does.
     """
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     cfg = getattr(model, "cfg", None)
     meta = {
         "producer": f"res2net {__version__}",

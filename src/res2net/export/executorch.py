@@ -49,7 +49,7 @@ PRECISIONS = tuple(p for p in ALL_PRECISIONS if p != "bf16")  # XNNPACK has no b
 
 def eval_transform_for(model: nn.Module, h: int):
     """The model card's :class:`EvalTransform`, scaled to crop ``h`` (as the recorded metadata says)."""
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     return EvalTransform.from_preprocess(card.preprocess if card is not None else Preprocess()).at_crop(h)
 
 

@@ -190,7 +190,7 @@ def preprocess_images(
     images: Sequence, model: nn.Module, h: int, w: int, meta: dict[str, str] | None = None
 ) -> np.ndarray:
     """Decode and preprocess ``images`` (paths, bytes or arrays) as the export expects them."""
-    card = getattr(model, "pretrained_cfg", None)
+    card = getattr(model, "card", None)
     pre = card.preprocess if card is not None else Preprocess()
     p = json.loads((meta or {}).get("preprocess", "null") or "null")
     if h != w:

@@ -1,8 +1,9 @@
 """Res2Net: blocks -> stages -> model, in one file.
 
 One ``Bottle2neck`` serves every published flavour of the architecture. The flavours differ in
-two *forward-only* details (shared/reference/peers.md §1.7), so they are settings of the config
-rather than separate classes:
+two *forward-only* details, so they are settings of the config rather than separate classes
+(compare PaddleClas's ``ppcls/arch/backbone/model_zoo/res2net_vd.py`` with timm's
+``timm/models/res2net.py``):
 
 ``stage_rule``
     Which blocks are "stage" blocks (no hierarchical adds; the last split is average-pooled).
@@ -21,10 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from res2net.models.features import FeatureInfo, take_indices
 
 StageRule = Literal["stride", "downsample"]
 
@@ -173,19 +177,81 @@ def _downsample(inplanes: int, outplanes: int, stride: int, avg_down: bool) -> n
     return nn.Sequential(pool, *conv_bn)
 
 
-class Res2Net(nn.Module):
-    """Res2Net / Res2Net-vd (ResNet-D tweaks) / Res2NeXt classifier.
+class _Trunk(nn.Module):
+    """The stem + four stages shared by the classifier and the features-only backbone.
 
-    ``forward_features`` returns the final 2048-channel map, ``forward_head`` pools and classifies,
-    ``forward_intermediates`` returns the stem and four stage outputs (strides 4, 4, 8, 16, 32)
-    for detection/segmentation necks.
+    Subclasses own ``conv1``, ``bn1``, ``act1``, ``maxpool``, ``layer1..4`` and ``feature_info``.
+    """
+
+    grad_checkpointing: bool
+
+    def stages(self) -> list[nn.Sequential]:
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward: less memory for larger batches, ~30% more compute."""
+        self.grad_checkpointing = enable
+
+    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            for block in stage:
+                x = checkpoint(block, x, use_reentrant=False)
+            return x
+        return stage(x)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's contract: ``indices`` None = all five taps, an int = the last n, a sequence = those
+        (negative from the end); returns ``(final_features, taps)`` or only ``taps``.
+
+        ``norm`` is accepted for signature compatibility: a ResNet has no final norm to apply.
+        ``stop_early`` skips the stages after the last requested tap.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take, max_index = take_indices(len(self.feature_info), indices)
+        feats: list[torch.Tensor] = []
+        x = self.act1(self.bn1(self.conv1(x)))
+        if 0 in take:
+            feats.append(x)
+        x = self.maxpool(x)
+        stages = self.stages()[:max_index] if stop_early else self.stages()
+        for i, stage in enumerate(stages, start=1):
+            x = self._run_stage(stage, x)
+            if i in take:
+                feats.append(x)
+        return feats if intermediates_only else (x, feats)
+
+
+class Res2Net(_Trunk):
+    """Res2Net / Res2Net-vd (ResNet-D tweaks) / Res2NeXt classifier, with timm's model contract.
+
+    ``forward_features`` returns the final 2048-channel map, ``forward_head`` pools and classifies.
+    The methods timm's tools call (``forward_intermediates``, ``prune_intermediate_layers``,
+    ``set_grad_checkpointing``, ``group_matcher``, ``no_weight_decay``, ``get_classifier``,
+    ``reset_classifier``) follow timm's ``ResNet`` signatures and semantics, so timm's
+    ``train.py``/``validate.py``/``benchmark.py`` and optimizer factory treat this model as one of
+    theirs. Feature index 0 is the stem before the max-pool (stride 2), 1..4 the stages
+    (strides 4, 8, 16, 32), as in timm's ResNet.
     """
 
     def __init__(self, cfg: Res2NetConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_classes = cfg.num_classes
-        self.num_features = 512 * Bottle2neck.expansion
+        self.num_features = self.head_hidden_size = 512 * Bottle2neck.expansion
+        self.grad_checkpointing = False
+        # Set by create_model: a timm-style dict (what timm's data config reads) and our card.
+        self.pretrained_cfg: dict[str, Any] = {}
+        self.card = None
 
         if cfg.deep_stem:
             w = cfg.stem_width
@@ -209,7 +275,8 @@ class Res2Net(nn.Module):
         total_blocks = sum(cfg.layers)
         block_idx = 0
         inplanes = stem_out
-        self.feature_info: list[dict] = [{"num_chs": stem_out, "reduction": 4, "module": "maxpool"}]
+        # A list of dicts on the classifier, as timm's models keep it; features_only wraps it in FeatureInfo.
+        self.feature_info: list[dict] = [{"num_chs": stem_out, "reduction": 2, "module": "act1"}]
         for stage, (planes, n_blocks) in enumerate(zip((64, 128, 256, 512), cfg.layers)):
             stride = 1 if stage == 0 else 2
             outplanes = planes * Bottle2neck.expansion
@@ -238,7 +305,7 @@ class Res2Net(nn.Module):
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
             self.feature_info.append({"num_chs": outplanes, "reduction": 4 * 2**stage, "module": f"layer{stage + 1}"})
 
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool: nn.Module = nn.AdaptiveAvgPool2d(1)
         self.head_drop = nn.Dropout(cfg.drop_rate) if cfg.drop_rate > 0 else nn.Identity()
         self.fc = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.init_weights()
@@ -267,15 +334,35 @@ class Res2Net(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head (e.g. for fine-tuning on a new label set); 0 removes it."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head (e.g. for fine-tuning on a new label set); 0 removes it.
+
+        ``global_pool``: ``None`` keeps the current pooling, ``"avg"``/``"fast"`` (the same
+        operation here) average-pool, ``""`` returns the unpooled map (timm's convention; only
+        with ``num_classes=0``, since the classifier needs pooled features).
+        """
+        if global_pool is not None:
+            if global_pool not in ("avg", "fast", ""):
+                raise ValueError(f"global_pool must be 'avg', 'fast' or '', got {global_pool!r}")
+            if global_pool == "" and num_classes > 0:
+                raise ValueError("global_pool='' returns feature maps; it needs num_classes=0")
+            self.global_pool = nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity()
         self.num_classes = num_classes
         self.cfg = replace(self.cfg, num_classes=num_classes)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_fc()
 
-    def stages(self) -> list[nn.Sequential]:
-        return [self.layer1, self.layer2, self.layer3, self.layer4]
+    # ------------------------------------------------------------------ timm training hooks
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Parameter groups for layer-wise LR decay (timm's ``param_groups_layer_decay``): stem, then blocks."""
+        return {"stem": r"^conv1|^bn1", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Names exempt from weight decay: none by name. Like timm's ResNet, we rely on the optimizer
+        factory's rule of not decaying 1-D parameters (BN scales/shifts, biases)."""
+        return set()
 
     # ------------------------------------------------------------------ forward
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
@@ -284,51 +371,98 @@ class Res2Net(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.forward_stem(x)
         for stage in self.stages():
-            x = stage(x)
+            x = self._run_stage(stage, x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
+        x = self.global_pool(x)
+        if isinstance(self.global_pool, nn.AdaptiveAvgPool2d):
+            x = x.flatten(1)
         x = self.head_drop(x)
         return x if pre_logits else self.fc(x)
 
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stem output and each stage's output, matching ``feature_info`` order."""
-        feats = [self.forward_stem(x)]
-        for stage in self.stages():
-            feats.append(stage(feats[-1]))
-        return feats
+    def prune_intermediate_layers(
+        self, indices: int | list[int] | tuple[int, ...] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages (and head) that the taps ``indices`` do not need; returns the kept indices.
+
+        Removed stages become empty ``nn.Sequential``s, so ``forward_intermediates`` still runs.
+        """
+        take, max_index = take_indices(len(self.feature_info), indices)
+        for i in range(max_index + 1, 5):
+            setattr(self, f"layer{i}", nn.Sequential())
+        if max_index == 0:
+            self.maxpool = nn.Identity()
+        prune_end = max_index < 4
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
 
-class Res2NetFeatures(nn.Module):
+class Res2NetFeatures(_Trunk):
     """A headless backbone returning the feature maps selected by ``out_indices``.
 
-    Index 0 is the stem (stride 4), 1..4 are the stages (strides 4, 8, 16, 32). Parameter names
-    stay those of :class:`Res2Net`, so classification checkpoints load with ``strict=False``
-    ignoring only ``fc.*``.
+    Index 0 is the stem before the max-pool (stride 2), 1..4 are the stages (strides 4, 8, 16,
+    32), as in timm. ``feature_info`` is a timm-style :class:`FeatureInfo` (``channels()``,
+    ``reduction()``, ``module_name()``). Output is a list (``output="list"``, timm's default) or
+    a dict keyed by module name (``"dict"``, timm's ``feature_cls="dict"``; what torchvision's
+    ``FeaturePyramidNetwork`` consumes). Parameter names stay those of :class:`Res2Net`, so
+    classification checkpoints load with ``strict=False`` ignoring only ``fc.*``; and the modules
+    are direct children in forward order, so torchvision's ``BackboneWithFPN`` can wrap it.
     """
 
-    def __init__(self, model: Res2Net, out_indices: tuple[int, ...] = (1, 2, 3, 4)) -> None:
+    def __init__(self, model: Res2Net, out_indices: tuple[int, ...] = (1, 2, 3, 4), output: str = "list") -> None:
         super().__init__()
-        bad = [i for i in out_indices if not 0 <= i <= 4]
-        if bad:
-            raise ValueError(f"out_indices must be in 0..4, got {bad}")
-        self.out_indices = tuple(out_indices)
-        self.feature_info = [model.feature_info[i] for i in self.out_indices]
+        if output not in ("list", "dict"):
+            raise ValueError(f"output must be 'list' or 'dict', got {output!r}")
+        bad = [i for i in out_indices if not -5 <= i <= 4]
+        if bad or not out_indices:
+            raise ValueError(f"out_indices must be a non-empty sequence in 0..4 (or -5..-1), got {list(out_indices)}")
+        self.out_indices = tuple(i % 5 for i in out_indices)
+        self.output = output
+        self.feature_info = FeatureInfo(model.feature_info, self.out_indices)
+        self.grad_checkpointing = False
         for name in ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4"):
             self.add_module(name, getattr(model, name))
         self.cfg = model.cfg
+        self.pretrained_cfg = model.pretrained_cfg
+        self.card = model.card
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        feats = [x]
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4)[: max(self.out_indices)]:
-            x = stage(x)
-            feats.append(x)
-        return [feats[i] for i in self.out_indices]
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor] | dict[str, torch.Tensor]:
+        feats = self.forward_intermediates(x, list(self.out_indices), stop_early=True, intermediates_only=True)
+        if self.output == "dict":
+            return dict(zip(self.feature_info.module_name(), feats))
+        return feats
 
 
-__all__ = ["Bottle2neck", "DropPath", "Res2Net", "Res2NetConfig", "Res2NetFeatures", "drop_path"]
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """Replace every ``BatchNorm2d`` with torchvision's ``FrozenBatchNorm2d`` (fixed statistics and affine).
+
+    Detection and segmentation fine-tuning uses batches of one or two images, whose statistics
+    would wreck the pretrained ones; torchvision's own ResNet backbones freeze BN for that reason.
+    Load weights *before* freezing. Returns ``module`` (changed in place, or the replacement if
+    ``module`` itself is a BatchNorm).
+    """
+    from torchvision.ops import FrozenBatchNorm2d
+
+    if isinstance(module, nn.BatchNorm2d):
+        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        with torch.no_grad():
+            frozen.weight.copy_(module.weight)
+            frozen.bias.copy_(module.bias)
+            frozen.running_mean.copy_(module.running_mean)
+            frozen.running_var.copy_(module.running_var)
+        return frozen
+    for name, child in module.named_children():
+        new = freeze_batch_norm(child)
+        if new is not child:
+            setattr(module, name, new)
+    return module
+
+
+__all__ = ["Bottle2neck", "DropPath", "Res2Net", "Res2NetConfig", "Res2NetFeatures", "drop_path", "freeze_batch_norm"]

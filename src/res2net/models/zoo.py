@@ -15,10 +15,14 @@ the seed's own figures are kept alongside because two of its rows are swapped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from res2net.data.preprocess import Preprocess
 from res2net.errors import Res2NetError
 from res2net.models.res2net import Res2NetConfig
+
+if TYPE_CHECKING:
+    from res2net.data.transforms import EvalTransform
 
 PADDLE_BASE_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
 TIMM_BASE_URL = "https://huggingface.co/timm/"
@@ -47,6 +51,58 @@ class ModelCard:
     def has_weights(self) -> bool:
         return self.url is not None
 
+    @property
+    def hf_hub_id(self) -> str | None:
+        """The Hugging Face Hub repository holding the weights (timm's cards), else ``None``."""
+        if self.url and self.url.startswith(TIMM_BASE_URL):
+            return "timm/" + self.url[len(TIMM_BASE_URL) :].split("/", 1)[0]
+        return None
+
+    def pretrained_cfg(self, num_classes: int | None = None, in_chans: int | None = None) -> dict[str, Any]:
+        """The card as timm's ``pretrained_cfg`` dict, the keys timm's data config and tools read.
+
+        ``crop_pct`` = crop / resize (224 / 256 = 0.875), so timm's eval transform resizes to the
+        same short side. See ``docs/ecosystem.md`` for what still differs from our preprocessing.
+        """
+        p = self.preprocess
+        in_chans = self.config.in_chans if in_chans is None else in_chans
+        return {
+            "architecture": self.name,
+            "tag": None,
+            "url": self.url or "",
+            "hf_hub_id": self.hf_hub_id,
+            "source": self.weights_origin,
+            "input_size": (in_chans, p.crop_size, p.crop_size),
+            "fixed_input_size": False,
+            "pool_size": (p.crop_size // 32, p.crop_size // 32),
+            "interpolation": p.interpolation,
+            "crop_pct": p.crop_size / p.resize_short,
+            "crop_mode": "center",
+            "mean": p.mean,
+            "std": p.std,
+            "num_classes": self.config.num_classes if num_classes is None else num_classes,
+            "first_conv": "conv1.0" if self.config.deep_stem else "conv1",
+            "classifier": "fc",
+            "license": self.license,
+            "description": self.description,
+            "paper_ids": "arXiv:1904.01169",
+            "origin_url": _ORIGIN_URL.get(self.family, ""),
+        }
+
+    def transforms(self) -> EvalTransform:
+        """The eval preprocessing of these weights as a callable for PIL images, tensors or arrays.
+
+        Drops into ``torchvision.datasets.ImageFolder(root, transform=card.transforms())``.
+        """
+        from res2net.data.transforms import EvalTransform
+
+        return EvalTransform.from_preprocess(self.preprocess)
+
+
+_ORIGIN_URL = {
+    "paddleclas": "https://github.com/PaddlePaddle/PaddleClas/blob/release/2.6/docs/zh_CN/models/ImageNet1k/Res2Net.md",
+    "timm": "https://github.com/huggingface/pytorch-image-models",
+}
 
 _PADDLE_LICENSE = (
     "PaddleClas code is Apache-2.0; PaddleClas states no separate licence for its weights. "
@@ -107,7 +163,8 @@ def _paddle(name: str, depth: int, width: int, scale: int, vd: bool, top1, top5,
     )
 
 
-# Seed table (shared/seed/Res2Net.en.md §1.2). FLOPs/params verbatim, rows 2/3 and 4 swapped there.
+# The seed's table (PaddleClas's Res2Net model page, docs/zh_CN/models/ImageNet1k/Res2Net.md, section 1.2).
+# FLOPs/params verbatim; its rows for Res2Net50_vd_26w_4s and Res2Net50_14w_8s are swapped.
 _paddle("Res2Net50_26w_4s", 50, 26, 4, False, 0.793, 0.946, 8.520, 25.700, ref=(0.780, 0.936))
 _paddle("Res2Net50_vd_26w_4s", 50, 26, 4, True, 0.798, 0.949, 8.370, 25.060)
 _paddle("Res2Net50_vd_26w_4s_ssld", 50, 26, 4, True, 0.831, 0.966, 8.370, 25.060, ssld=True)
@@ -141,7 +198,7 @@ def _timm(name: str, depth: int, width: int, scale: int, top1: float, top5: floa
     )
 
 
-# timm results-imagenet.csv (shared/reference/peers.md §1.2), in percent there; fractions here.
+# timm's results/results-imagenet.csv (pytorch-image-models repository), in percent there; fractions here.
 _timm("res2net50_26w_4s", 50, 26, 4, 0.77994, 0.93860)
 _timm("res2net50_48w_2s", 50, 48, 2, 0.77528, 0.93562)
 _timm("res2net50_14w_8s", 50, 14, 8, 0.78142, 0.93852)
@@ -214,3 +271,15 @@ def get_card(name: str) -> ModelCard:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownModelError(f"unknown model {name!r}.{hint} See res2net.list_models().")
     return _REGISTRY[key]
+
+
+def timm_names() -> dict[str, str]:
+    """timm name -> our card name for every PaddleClas-family model (see :mod:`res2net.timm`).
+
+    The exact PaddleClas names are mixed-case and timm's are all lowercase, so they cannot collide;
+    the one lowercase name of ours (``res2net_tiny``) becomes ``Res2Net_tiny``.
+    """
+    names = {}
+    for name in list_models(family="paddleclas"):
+        names[name if name != name.lower() else "Res2Net" + name.removeprefix("res2net")] = name
+    return names

@@ -151,7 +151,7 @@ class Predictor:
     def _resolve_model(self, model, weights, num_classes) -> None:
         if isinstance(model, nn.Module):
             self._module = model.eval()
-            card = getattr(model, "pretrained_cfg", None)
+            card = getattr(model, "card", None)
             self.model_name = getattr(card, "name", None) or type(model).__name__
             self.card = card
             self.num_classes = int(getattr(model, "num_classes", 0) or 0) or None
@@ -166,8 +166,11 @@ class Predictor:
                 digest = self.weights_path.with_name(self.weights_path.name + ".sha256")
                 sha = self.card.sha256 or (digest.read_text().split()[0] if digest.exists() else None)
             else:
+                from res2net.factory import resolve_pretrained
+
                 self._raw = weights if isinstance(weights, RawWeights) else None
-                self.weights_path = self._raw.path if self._raw else Path(weights)
+                # a file, a save_pretrained directory, hf-hub:ORG/REPO or a PaddleClas prefix (.../latest)
+                self.weights_path = self._raw.path if self._raw else resolve_pretrained(self.card.name, str(weights))
                 if not self.weights_path.is_file():
                     raise Res2NetError(f"{weights}: no such weights file")
                 sha = None

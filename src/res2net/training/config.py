@@ -30,7 +30,8 @@ from res2net.training.paddleclas_config import is_paddleclas_config, translate_p
 log = logging.getLogger(__name__)
 
 
-# The PaddleClas ImageNet recipe for Res2Net (paddleclas.md §4.1) is the default of every key.
+# The PaddleClas ImageNet recipe for Res2Net (ppcls/configs/ImageNet/Res2Net/*.yaml in PaddleClas) is the default
+# of every key.
 DEFAULTS: dict[str, Any] = {
     "Global": {
         "output_dir": "output",

@@ -1,4 +1,5 @@
-"""Knowledge distillation the way PaddleClas made the ``_ssld`` weights (paddleclas.md §4.2).
+"""Knowledge distillation the way PaddleClas made the ``_ssld`` weights (PaddleClas's
+docs/en/advanced_tutorials/distillation/distillation_en.md).
 
 SSLD ("simple semi-supervised label distillation") trains a student against a frozen teacher with the
 **Jensen-Shannon divergence** between their softmax outputs — no ground-truth label needed, so extra

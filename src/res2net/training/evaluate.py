@@ -2,7 +2,8 @@
 
 Preprocessing is :class:`res2net.data.transforms.EvalTransform` (cv2 bilinear resize of the short side
 to 256 with rounding, centre crop 224 with floor offsets, RGB, ImageNet mean/std) — what PaddleClas's
-``Eval`` section does (paddleclas.md §4.1). Unreadable images are logged, skipped and counted.
+``Eval`` section does (ppcls/configs/ImageNet/Res2Net/*.yaml in PaddleClas). Unreadable images are
+logged, skipped and counted.
 
     res2net eval -c CONFIG --weights best.safetensors
     res2net eval --model Res2Net50_vd_26w_4s_ssld --pretrained --data /data/ILSVRC2012 --list val_list.txt

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -11,7 +10,7 @@ from res2net._paths import sha256_file
 from res2net.models.res2net import Res2Net
 from res2net.models.zoo import get_card
 from res2net.weights.formats import WeightsError, read_weights
-from res2net.weights.load import guess_model, load_weights
+from res2net.weights.load import guess_model, load_weights, semantics_origin
 
 
 def convert_to_safetensors(src: str | Path, dst: str | Path, model_name: str | None = None) -> dict[str, str]:
@@ -25,9 +24,9 @@ def convert_to_safetensors(src: str | Path, dst: str | Path, model_name: str | N
         if model_name is None:
             raise WeightsError(f"{src}: could not tell which model these weights belong to; pass --model NAME")
     model = Res2Net(get_card(model_name).config.with_overrides(num_classes=1000))  # as create_model builds it
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        origin = load_weights(model, src)
+    origin = load_weights(model, src)
+    if origin == "unknown":  # the file does not say; record the semantics of the model it was checked in
+        origin = semantics_origin(model.cfg)
     meta = {
         "format": "res2net",
         "model": model_name,

@@ -8,6 +8,9 @@
 * ``RES2NET_MIRROR`` (or ``mirror=``) replaces the official host, for users behind firewalls.
 * ``RES2NET_OFFLINE=1`` never touches the network. When weights cannot be had, the error names the
   URL, the cache path and the ``pretrained=PATH`` / ``--weights PATH`` alternative.
+* timm's cards live on the Hugging Face Hub: with ``huggingface_hub`` installed (``res2net[hf]``)
+  and no mirror set, they are fetched through it, into the cache timm shares, honouring
+  ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and tokens. Without it, our downloader fetches the same URL.
 """
 
 from __future__ import annotations
@@ -106,12 +109,16 @@ def download_weights(
 ) -> Path:
     """Path of the cached official weights of ``name``, downloading and verifying them if needed."""
     card = get_card(name)
+    if card.hf_hub_id and not (mirror or os.environ.get("RES2NET_MIRROR")) and _has_hf_hub():
+        from res2net.weights.hf import WEIGHTS_NAME, hf_download
+
+        return hf_download(card.hf_hub_id, WEIGHTS_NAME, local_files_only=_offline())
     url = weights_url(card, mirror)
     dest = weights_dir() / cache_filename(card)
     if force and dest.exists():
         dest.unlink()
     if not dest.exists():
-        if os.environ.get("RES2NET_OFFLINE", "") not in ("", "0"):
+        if _offline():
             raise WeightsUnavailableError(_unavailable(card, url, dest, "RES2NET_OFFLINE is set"))
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -121,6 +128,16 @@ def download_weights(
             raise WeightsUnavailableError(_unavailable(card, url, dest, str(reason))) from None
     _verify(dest, card)
     return dest
+
+
+def _offline() -> bool:
+    return os.environ.get("RES2NET_OFFLINE", "") not in ("", "0")
+
+
+def _has_hf_hub() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("huggingface_hub") is not None
 
 
 def _unavailable(card: ModelCard, url: str, dest: Path, reason: str) -> str:

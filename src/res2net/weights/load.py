@@ -9,7 +9,6 @@ different ``num_classes`` (fine-tuning): the file's head is then dropped and re-
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -107,14 +106,28 @@ def convert_tensors(raw: RawWeights, cfg: Res2NetConfig) -> dict[str, torch.Tens
 
 
 def weights_origin(raw: RawWeights) -> str:
-    """Which ecosystem's forward semantics the weights were trained under."""
+    """Which ecosystem's forward semantics the weights were trained under: ``"paddle"``, ``"timm"``
+    or ``"unknown"``.
+
+    Paddle files and PaddleClas key names say "paddle"; our own files record it in their metadata.
+    Otherwise it is unknown: timm's, the authors' and any re-saved state dict share the same key
+    names and shapes, so the keys cannot tell the two semantics apart.
+    """
     if raw.origin.startswith("paddle"):
         return "paddle"
     if raw.metadata.get("origin") in SEMANTICS:
         return raw.metadata["origin"]
     if detect_key_style(set(_strip_prefixes(dict(raw.tensors)))) == "structured":
         return "paddle"
-    return "timm"
+    return "unknown"
+
+
+def semantics_origin(cfg: Res2NetConfig) -> str:
+    """The ecosystem whose forward semantics a config runs (``"unknown"`` for a custom mix)."""
+    for origin, semantics in SEMANTICS.items():
+        if all(getattr(cfg, k) == v for k, v in semantics.items()):
+            return origin
+    return "unknown"
 
 
 def classifier_size(raw: RawWeights, cfg: Res2NetConfig) -> int | None:
@@ -160,15 +173,19 @@ def load_weights(model: Res2Net, source: str | Path | RawWeights, *, strict_head
             buf.zero_()
 
     origin = weights_origin(raw)
-    rule, count_pad = SEMANTICS[origin]["stage_rule"], SEMANTICS[origin]["pool_count_include_pad"]
-    if (cfg.stage_rule, cfg.pool_count_include_pad) != (rule, count_pad):
-        warnings.warn(
-            f"{path}: {origin} weights loaded into a model with "
-            f"stage_rule={cfg.stage_rule!r}, pool_count_include_pad={cfg.pool_count_include_pad}; the source "
-            f"ran them with stage_rule={rule!r}, pool_count_include_pad={count_pad}, so outputs will differ "
-            "from the source's. Use the matching model name (PaddleClas names for PaddleClas weights, "
-            "timm names for timm/authors' weights) or pass those two options.",
-            stacklevel=2,
+    if origin in SEMANTICS and semantics_origin(cfg) != origin:
+        rule, count_pad = SEMANTICS[origin]["stage_rule"], SEMANTICS[origin]["pool_count_include_pad"]
+        log.warning(
+            "%s: %s weights loaded into a model with stage_rule=%r, pool_count_include_pad=%s; the source ran "
+            "them with stage_rule=%r, pool_count_include_pad=%s, so outputs will differ from the source's. Use "
+            "the matching model name (PaddleClas names for PaddleClas weights, timm names for timm/authors' "
+            "weights) or pass those two options.",
+            path,
+            origin,
+            cfg.stage_rule,
+            cfg.pool_count_include_pad,
+            rule,
+            count_pad,
         )
     return origin
 

@@ -1,6 +1,7 @@
 """PaddleClas parameter names for a Res2Net graph, derived from the graph itself.
 
-PaddleClas has written weights under two key styles (shared/reference/paddleclas.md §2):
+PaddleClas has written weights under two key styles (PaddleClas's ppcls/arch/backbone/model_zoo/res2net_vd.py
+and the released ``*_pretrained.pdparams`` files):
 
 * *structured* names, from ``Layer.state_dict()`` (``bb_0_0.conv0._conv.weight``, ``out.weight``);
 * *parameter* names, the ``ParamAttr`` names of the static-graph era, also used inside inference
