@@ -175,6 +175,16 @@ inline bool jpeg_is_truncated(const std::vector<unsigned char>& data) {
   return true;
 }
 
+// Likewise a PNG must hold its IEND chunk: libpng would otherwise print its own "libpng error" line
+// to stderr before OpenCV gives up, and a bad file must make exactly one line.
+inline bool png_is_truncated(const std::vector<unsigned char>& data) {
+  static const unsigned char iend[] = {'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+  size_t start = data.size() > 4096 ? data.size() - 4096 : 8;
+  for (size_t i = data.size(); i >= start + sizeof iend; --i)
+    if (std::equal(iend, iend + sizeof iend, data.begin() + (i - sizeof iend))) return false;
+  return true;
+}
+
 // Decode to an RGB uint8 image, or throw UserError naming the file and the reason.
 inline cv::Mat load_image(const std::string& path) {
   std::error_code ec;
@@ -189,6 +199,9 @@ inline cv::Mat load_image(const std::string& path) {
     throw UserError(path + ": cannot read");
   bool is_jpeg = data.size() >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
   if (is_jpeg && jpeg_is_truncated(data)) throw UserError(path + ": corrupt or truncated image (JPEG has no end marker)");
+  static const unsigned char png_magic[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  const bool is_png = data.size() >= 8 && std::equal(png_magic, png_magic + 8, data.begin());
+  if (is_png && png_is_truncated(data)) throw UserError(path + ": corrupt or truncated image (PNG has no IEND chunk)");
   cv::Mat bgr;
   try {
     // IMREAD_COLOR: 3 channels, 8 bits, EXIF orientation applied - what load_image() in Python returns.

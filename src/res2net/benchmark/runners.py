@@ -17,6 +17,8 @@ numbers are comparable with the seed's FP32 column and fp32 outputs with the CPU
   interpreter (:mod:`res2net.benchmark.paddle_anchor`) — the first anchor ratios are taken against.
 * ``timm``: timm's own Res2Net as a timm user runs it (eager, NCHW, ``inference_mode``; autocast for
   bf16 / fp16), same weights (:mod:`res2net.benchmark.timm_anchor`) — the second anchor.
+* ``cpp`` / ``cpp-pt2``: the C++ predictor ``deploy/cpp`` builds, on an OpenVINO IR (fp32 / int8) or
+  a ``.pt2`` package (:mod:`res2net.benchmark.cpp_runner`).
 
 pt2 / torchscript / compile artifacts are built once and cached like the Predictor's (keyed by the
 weights' digest) in ``$RES2NET_HOME/artifacts``.
@@ -41,7 +43,8 @@ from res2net.errors import Res2NetError
 PREDICTOR_ENGINES = ("torch", "onnxruntime", "openvino")
 ARTIFACT_ENGINES = ("pt2", "torchscript")
 ANCHOR_ENGINES = ("paddle", "timm")  # not ours: what our engines are compared against
-ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, *ANCHOR_ENGINES)
+CPP_ENGINES = ("cpp", "cpp-pt2")  # the C++ predictor (res2net.benchmark.cpp_runner)
+ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, *CPP_ENGINES, *ANCHOR_ENGINES)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -524,6 +527,10 @@ def check_supported(engine: str, precision: str | None, device: str, model: str 
         from res2net.benchmark.timm_anchor import check_timm
 
         check_timm(model, precision or "fp32", device)
+    elif engine in CPP_ENGINES:
+        from res2net.benchmark.cpp_runner import check_cpp
+
+        check_cpp(engine, precision, device)
     elif engine != "auto":
         if engine == "cudagraph" and not device.startswith("cuda"):
             raise Unsupported("cudagraph: CUDA graphs need a CUDA device")
@@ -568,6 +575,10 @@ def build_runner(
         return ArtifactRunner(
             model, engine, precision or "fp32", device=device, input_size=input_size, cache_dir=cache_dir
         )
+    if engine in CPP_ENGINES:
+        from res2net.benchmark.cpp_runner import CppRunner
+
+        return CppRunner(model, engine, precision, threads=threads, input_size=input_size, cache_dir=cache_dir)
     if engine == "timm":
         from res2net.benchmark.timm_anchor import TimmRunner
 

@@ -10,8 +10,10 @@ Compiling takes a while (tens of seconds for a small model, minutes for Res2Net-
 it happens once, at export.
 
 On CPU the weights are frozen into the package (Inductor's ``freezing``, as ``torch.compile``
-users set it: BatchNorm folded into the convolutions, constants folded, oneDNN convolutions with
-prepacked weights). See docs/deploy.md for what it changes and where the package stands on CPU.
+users set it: BatchNorm folded into the convolutions, constants folded, the convolutions become
+oneDNN ``mkldnn._convolution_pointwise`` calls on weights prepacked at load, residual adds and ReLUs
+fused into them) instead of generic ``aten.convolution`` calls that reorder every weight on every
+call. See docs/deploy.md for what it changes and where the package stands on CPU.
 """
 
 from __future__ import annotations
@@ -76,9 +78,12 @@ def export_pt2(
         try:
             program = export_program(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, batch_size=batch_size)
             try:
-                out = torch._inductor.aoti_compile_and_package(
-                    program, package_path=str(path), inductor_configs=configs
-                )
+                # Without grad: Inductor only freezes (and so only prepacks oneDNN weights) when grad is off;
+                # with it on, `freezing` is silently ignored and every convolution reorders its weights per call.
+                with torch.no_grad():
+                    out = torch._inductor.aoti_compile_and_package(
+                        program, package_path=str(path), inductor_configs=configs
+                    )
             except Exception as e:
                 raise ExportError(f"AOTInductor compilation of {meta['model_name']} failed: {e}") from e
         finally:
