@@ -102,14 +102,18 @@ def test_bad_images_among_good_ones(binary, ir, images, bad_files):
 
 def test_bad_packages(binary, ir, images, tmp_path):
     junk_xml = tmp_path / "junk.xml"
-    junk_xml.write_text("<?xml version='1.0'?><net>no layers</net>")
+    junk_xml.write_text("<?xml version='1.0'?><html>not an IR</html>")
     junk_xml.with_suffix(".bin").write_bytes(b"\0" * 16)
+    broken = tmp_path / "broken.xml"
+    broken.write_text(ir.read_text()[:2000])  # an IR cut short
+    broken.with_suffix(".bin").write_bytes(ir.with_suffix(".bin").read_bytes())
     no_bin = tmp_path / "no_bin.xml"
     no_bin.write_bytes(ir.read_bytes())
     other = tmp_path / "model.onnx"
     other.write_bytes(b"not a model")
     cases = [
-        (junk_xml, [], "cannot read as an OpenVINO IR"),
+        (junk_xml, [], "cannot read as an OpenVINO IR: no <net version=...> element"),
+        (broken, [], "cannot read as an OpenVINO IR: "),
         (no_bin, [], "no_bin.bin is missing"),
         (ir.with_suffix(".bin"), [], "pass the OpenVINO IR's .xml"),
         (other, [], "not a package this program runs"),

@@ -10,6 +10,7 @@
 
 #include <openvino/openvino.hpp>
 
+#include <fstream>
 #include <map>
 #include <span>
 #include <sstream>
@@ -42,6 +43,13 @@ class OpenVINORuntime final : public Runtime {
     if (!fs::is_regular_file(weights, ec))
       throw UserError("--model " + path + ": its weights file " + weights.string() +
                       " is missing (an OpenVINO IR is the .xml and the .bin beside it)");
+    // Only IR is read: given anything else, OpenVINO would try its other frontends on it, and the
+    // TensorFlow one prints lines of its own to stderr (absl logging) before the error.
+    std::string head(4096, '\0');
+    std::ifstream(path, std::ios::binary).read(head.data(), static_cast<std::streamsize>(head.size()));
+    const size_t net = head.find("<net ");
+    if (net == std::string::npos || head.find("version=", net) == std::string::npos)
+      throw UserError("--model " + path + ": cannot read as an OpenVINO IR: no <net version=...> element");
     try {
       model_ = core_.read_model(path);
     } catch (const std::exception& e) {
