@@ -67,6 +67,19 @@ constexpr const char* kFormats = ""
 #endif
     ;
 
+// The same, on one line (for the error message).
+constexpr const char* kFormatsShort = ""
+#ifdef R2N_WITH_OPENVINO
+                                      " OpenVINO IR .xml (res2net export --format openvino);"
+#endif
+#ifdef R2N_WITH_PT2
+                                      " .pt2 package (res2net export --format pt2);"
+#endif
+#ifdef R2N_WITH_PTE
+                                      " .pte program (res2net export --format pte);"
+#endif
+    ;
+
 struct Options : CommonOptions {
   int batch_size = 1;
   int threads = 0;
@@ -114,7 +127,9 @@ Format sniff(const std::string& path) {
   if (ext == ".pte" || std::string(head + 4, 2) == "ET") return Format::kPte;  // flatbuffer identifier "ET.."
   if (ext == ".pt2" || (head[0] == 'P' && head[1] == 'K')) return Format::kPt2;
   if (ext == ".bin") throw UserError("--model " + path + ": pass the OpenVINO IR's .xml (the .bin beside it is read with it)");
-  throw UserError("--model " + path + ": not a package this program runs; it takes:" + std::string(kFormats));
+  std::string formats = kFormatsShort;
+  formats.pop_back();  // the last ';'
+  throw UserError("--model " + path + ": not a package this program runs; it takes:" + formats);
 }
 
 // A package this build cannot run: say which program or wheel can.
