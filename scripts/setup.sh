@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything res2net needs, idempotently, from the package registries only:
-#   system        (Debian, when run as root) chromium for the web-demo test, OpenCV/CMake/Ninja for the C++ predictor
+#   system        (Debian, when run as root) chromium for the web-demo test, OpenCV/CMake/Ninja for the C++ predictor,
+#                 qemu-user to test int8 on an emulated AVX2-only CPU (tests/emulated_cpu.py)
 #   .venv         the library with all extras (torch from the local wheel cache where present)
 #   .venv-paddle  PaddlePaddle + PaddleClas, used only as a test oracle and benchmark anchor
 # Usage: bash scripts/setup.sh [--no-paddle]
@@ -8,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-APT_PACKAGES=(chromium libopencv-dev cmake g++ ninja-build)
+APT_PACKAGES=(chromium libopencv-dev cmake g++ ninja-build qemu-user)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

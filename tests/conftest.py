@@ -1,7 +1,7 @@
 """Session fixtures shared by every test package.
 
 ``digits_model``: a small Res2Net (``res2net_tiny``) *trained* on scikit-learn's digits through the
-real training code (``res2net.engine.train``), once per test session (~30-40 s on 2 CPU cores). Use it
+real training code (``res2net.training.train``), once per test session (~30-40 s on 2 CPU cores). Use it
 wherever a check needs a model that has learned something — export / int8 / C++ / serving accuracy
 on real images — instead of random weights::
 
@@ -20,6 +20,14 @@ import numpy as np
 import pytest
 
 DIGITS_SIZE = 32
+
+
+def pytest_report_header(config) -> list[str]:
+    """The CPU kind this run ran on: results differ between ISAs (int8 recipe, bf16, auto's choice)."""
+    from res2net.cpu import describe_cpu, isa_level
+    from res2net.export.quantize import onnx_int8_recipe
+
+    return [f"cpu: {describe_cpu()}", f"isa level: {isa_level()}, onnxruntime int8 recipe: {onnx_int8_recipe()}"]
 
 
 @dataclass(frozen=True)
@@ -91,9 +99,9 @@ def digits_overrides(tree, output_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def digits_model(digits_tree, tmp_path_factory) -> TrainedDigits:
-    """``res2net_tiny`` trained 5 epochs on digits through ``res2net.engine.train`` (~96% val top-1)."""
-    from res2net.engine.config import load_config
-    from res2net.engine.train import train
+    """``res2net_tiny`` trained 5 epochs on digits through ``res2net.training.train`` (~96% val top-1)."""
+    from res2net.training.config import load_config
+    from res2net.training.train import train
 
     out = tmp_path_factory.mktemp("digits_run")
     cfg = load_config(

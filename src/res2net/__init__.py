@@ -1,14 +1,14 @@
 """res2net: the Res2Net image-classification family in PyTorch, numerically identical to PaddleClas."""
 
-from res2net.models import ModelCard, Res2Net, Res2NetConfig, create_model, get_card, list_models
-
-__version__ = "0.1.0"
+from res2net._version import __version__
+from res2net.factory import create_model
+from res2net.models import ModelCard, Res2Net, Res2NetConfig, get_card, list_models
 
 __all__ = ["ModelCard", "Res2Net", "Res2NetConfig", "__version__", "create_model", "get_card", "list_models"]
 
 
 def __getattr__(name: str):
-    # The predictor pulls in image/engine dependencies; import it only when asked for.
+    # Start-up time: the predictor pulls in image/engine dependencies; import it only when asked for.
     if name == "Predictor":
         from res2net.predict import Predictor
 

@@ -13,15 +13,13 @@ Conventions (stated because the published tables mix them):
 
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from res2net.models.factory import create_model
-from res2net.models.zoo import get_card, list_models
+from res2net.factory import create_model
+from res2net.models.zoo import get_card
 
 SEED_MODELS = (
     "Res2Net50_26w_4s",
@@ -98,23 +96,3 @@ def markdown_table(rows: list[ModelStats]) -> str:
             f"{r.params / 1e6:.2f} | {r.params:,} | {fmt(r.seed_flops_g, '.2f')} | {fmt(r.seed_params_m, '.2f')} |"
         )
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("models", nargs="*", help="model names (default: the seed's eight)")
-    parser.add_argument("--all", action="store_true", help="every registered model")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--json", action="store_true", help="JSON lines instead of a markdown table")
-
-
-def main(args: argparse.Namespace) -> int:
-    names = args.models or (list_models() if args.all else list(SEED_MODELS))
-    rows = [model_stats(n, args.image_size) for n in names]
-    if args.json:
-        for r in rows:
-            print(json.dumps(asdict(r)))
-    else:
-        print(markdown_table(rows))
-        print()
-        print(SWAP_NOTE)
-    return 0

@@ -119,7 +119,7 @@ def test_random_weights_are_input_dependent_and_well_conditioned():
     training-like small last-BN gammas fp32 stays within 1e-5 of fp64; without them 3e-5 on
     Res2Net-50 and 1e-3 on Res2Net-200, which failed the fp32 engines' 1e-4 check)."""
     from res2net.benchmark.core import _calibration_batch, random_weights_
-    from res2net.models.factory import create_model
+    from res2net.factory import create_model
 
     model = random_weights_(create_model("Res2Net50_vd_26w_4s")).eval()
     x = _calibration_batch(model)

@@ -23,7 +23,7 @@ def real_images() -> list[np.ndarray]:
 
 def real_batch(size: int = 224, n: int = 4) -> torch.Tensor:
     """``n`` real images preprocessed as PaddleClas does, centre-cropped to ``size``."""
-    t = EvalTransform(resize_short=round(256 * size / 224), crop_size=size)
+    t = EvalTransform().at_crop(size)
     return torch.from_numpy(np.stack([t(im) for im in real_images()[:n]]))
 
 

@@ -113,8 +113,8 @@ def test_int8_calibration_leaves_out_outlier_images(digits_model):
     The PT2E recipe drops the images with the most extreme fp32 logits before calibrating, as the ONNX
     Runtime / OpenVINO recipes do; without that, two such images out of 98 wreck the int8 model.
     """
-    from res2net.engines import compare_logits
     from res2net.export.executorch import quantize_pt2e
+    from res2net.runtime import compare_logits
 
     model = digits_model.load()
     x, y = digits_model.val_arrays()

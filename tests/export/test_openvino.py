@@ -87,7 +87,7 @@ def res2net_tiny(**kw):
 
 def test_metadata_carries_imagenet_labels_for_1000_classes(tmp_path, tiny_vd_model):
     """What the C++ predictor prints without --labels: the names res2net.Predictor prints."""
-    from res2net.predict import load_labels
+    from res2net.data.labels import load_labels
 
     meta = read_metadata(export_openvino(tiny_vd_model, tmp_path / "m.xml", input_size=64))
     assert json.loads(meta["labels"]) == load_labels() and len(load_labels()) == 1000

@@ -40,7 +40,7 @@ def test_fp32_exports_keep_logits_and_accuracy(tmp_path, trained, fmt):
 
 
 def test_bf16_pt2_reports_error_and_agreement(tmp_path, trained):
-    from res2net.engines.base import has_bf16
+    from res2net.cpu import has_bf16
 
     if not has_bf16():
         pytest.skip("this CPU has no native bf16")

@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 
 from res2net.data.image import load_image
+from res2net.predict.postprocess import softmax
 from res2net.serve.app import create_app
 from res2net.serve.config import ServeConfig
-from res2net.serve.model import softmax
 from res2net.serve.service import InferenceService
 
 

@@ -3,7 +3,7 @@
 :func:`run_benchmark` times every (model, engine, precision, batch size) alternately (see
 :mod:`res2net.benchmark.core`); :mod:`res2net.benchmark.report` writes the seed's tables as markdown,
 CSV and JSON; :mod:`res2net.benchmark.plot` redraws the seed's four charts. The ``res2net benchmark``
-command (:mod:`res2net.benchmark.cli`) does all three.
+command (:mod:`res2net.cli.benchmark`) does all three.
 """
 
 from __future__ import annotations

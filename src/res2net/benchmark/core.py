@@ -20,15 +20,23 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from res2net.benchmark.runners import RemoteRunner, Runner, Unsupported, build_runner, check_supported
+from res2net.accuracy import PRECISIONS as ENGINE_PRECISIONS
+from res2net.benchmark.remote import RemoteRunner
+from res2net.benchmark.runner_base import Runner, Unsupported, fp32_means_fp32
+from res2net.benchmark.runners import CPU_ENGINES, build_runner, check_supported
 from res2net.benchmark.timing import Summary
+from res2net.cpu import cpu_flags, isa_level
+from res2net.data.image import find_images
 from res2net.errors import Res2NetError
+from res2net.export.verify import default_images, preprocess_images
+from res2net.factory import create_model_for_weights
 
 log = logging.getLogger("res2net.benchmark")
 
@@ -37,8 +45,8 @@ log = logging.getLogger("res2net.benchmark")
 class Settings:
     models: list[str]
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 8])
-    engines: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino", "auto", "paddle", "timm"])
-    precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16", "int8"])
+    engines: list[str] = field(default_factory=lambda: list(CPU_ENGINES))
+    precisions: list[str] = field(default_factory=lambda: list(ENGINE_PRECISIONS))
     device: str = "cpu"
     threads: int | None = 2
     input_size: int = 224
@@ -124,11 +132,11 @@ def machine_info(device: str = "cpu") -> dict:
         info["usable_cpus"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError):
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    from res2net.engines.base import cpu_flags
 
     flags = cpu_flags()
     info["cpu_features"] = sorted(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
                                   if f in flags)  # fmt: skip
+    info["isa"] = isa_level()
     for mod in ("onnxruntime", "openvino"):
         with contextlib.suppress(ImportError):
             info[mod] = __import__(mod).__version__
@@ -214,8 +222,6 @@ def random_weights_(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def _calibration_batch(model: nn.Module) -> torch.Tensor:
-    from res2net.export.verify import default_images, preprocess_images
-
     images = default_images()
     crop = getattr(getattr(getattr(model, "pretrained_cfg", None), "preprocess", None), "crop_size", 224)
     if images:
@@ -223,29 +229,18 @@ def _calibration_batch(model: nn.Module) -> torch.Tensor:
     return torch.randn(4, 3, crop, crop, generator=torch.Generator().manual_seed(1))
 
 
-def build_model(name: str, weights: str | None, num_classes: int | None) -> nn.Module:
+def benchmark_model(name: str, weights: str | None, num_classes: int | None) -> nn.Module:
     """The fp32 eval model. Without weights: seeded random ones (the same every run, so cached
     exports and int8 calibrations are reused)."""
-    import warnings
-
-    from res2net.models.factory import create_model
-    from res2net.models.zoo import get_card
-
-    card = get_card(name)
-    n = num_classes or card.config.num_classes
     if weights is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return random_weights_(create_model(card.name, num_classes=n))
-    pretrained: bool | str = True if weights.lower() in ("official", "pretrained") else weights
-    return create_model(card.name, pretrained=pretrained, num_classes=n).eval()
+            return random_weights_(create_model_for_weights(name, None, num_classes or None))
+    return create_model_for_weights(name, weights, num_classes or None)
 
 
 def e2e_files(settings: Settings) -> list[Path]:
     """The end-to-end image list: the user's files, or the packaged photos repeated to ``e2e_count``."""
-    from res2net.data.image import find_images
-    from res2net.export.verify import default_images
-
     files = find_images(settings.e2e_images) if settings.e2e_images else default_images()
     files = [f for f in files if f.is_file()]
     if not files:
@@ -270,7 +265,6 @@ def run_benchmark(settings: Settings, command: str = "") -> BenchmarkResult:
     t0 = time.perf_counter()
     if settings.threads and settings.device == "cpu":
         torch.set_num_threads(settings.threads)
-    from res2net.benchmark.runners import fp32_means_fp32
 
     fp32_means_fp32(settings.device)  # every runner of this run, the Predictor's torch engine included
     result = BenchmarkResult(
@@ -281,7 +275,7 @@ def run_benchmark(settings: Settings, command: str = "") -> BenchmarkResult:
     )
     files = e2e_files(settings) if settings.e2e else []
     for name in settings.models:
-        model = build_model(name, settings.weights, settings.num_classes)
+        model = benchmark_model(name, settings.weights, settings.num_classes)
         runners = _build_runners(model, name, settings, result)
         try:
             _measure_latency(runners, name, settings, result)

@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from res2net.benchmark.runners import Runner, Unsupported, weights_digest
+from res2net.benchmark.runner_base import Runner, Unsupported, artifact_key
 from res2net.errors import Res2NetError
+from res2net.runtime.base import default_threads
+from res2net.runtime.cache import ArtifactCache
 
 WARMUP = 3  # untimed calls inside every binary run: the first calls of a fresh process are slower
 _TOTAL = re.compile(r"^total: (\d+) image\(s\) in ([\d.]+) ms")
@@ -69,8 +71,6 @@ class CppRunner(Runner):
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__("cpu")
-        from res2net.engines.base import default_threads
-
         check_cpp(engine, precision, "cpu")
         self.engine, self.precision = engine, precision or "fp32"
         self.binary = find_binary()
@@ -92,16 +92,9 @@ class CppRunner(Runner):
         return f"{self.engine} {self.precision}"
 
     def _export(self, model: nn.Module, input_size: int, cache_dir) -> Path:
-        import hashlib
-
-        from res2net.engines.cache import ArtifactCache, ArtifactKey
-
-        card = getattr(model, "pretrained_cfg", None)
-        cfg_digest = hashlib.sha256(repr(getattr(model, "cfg", "")).encode()).hexdigest()[:8]
-        model_id = f"{getattr(card, 'name', type(model).__name__)}-{getattr(model, 'num_classes', 0)}c-{cfg_digest}"
         fmt = "cpp-openvino" if self.engine == "cpp" else "cpp-pt2"
         filename = "model.xml" if self.engine == "cpp" else "model.pt2"
-        key = ArtifactKey(model_id, weights_digest(model), fmt, self.precision, input_size, "cpu")
+        key = artifact_key(model, fmt, self.precision, input_size, "cpu")
 
         def build(d: Path) -> None:
             if self.engine == "cpp":

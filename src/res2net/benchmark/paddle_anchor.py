@@ -20,6 +20,7 @@ import numpy as np
 from torch import nn
 
 from res2net.errors import Res2NetError
+from res2net.weights.paddle import paddle_key_maps
 
 log = logging.getLogger("res2net.benchmark")
 
@@ -66,8 +67,6 @@ def paddle_model_name(model: nn.Module) -> str:
 
 def paddle_state_dict(model: nn.Module) -> dict[str, np.ndarray]:
     """``model``'s tensors under PaddleClas's structured keys (``Linear`` weights transposed to ``[in, out]``)."""
-    from res2net.weights.paddle import paddle_key_maps
-
     ours = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
     out = {}
     for m in paddle_key_maps(model.cfg):
@@ -115,7 +114,7 @@ class PaddleAnchor:
             env=env,
         )
         card = model.pretrained_cfg
-        resize = round(card.preprocess.resize_short * input_size / card.preprocess.crop_size)
+        resize = card.preprocess.at_crop(input_size).resize_short
         reply = self._call(
             cmd="setup",
             model=self.name,

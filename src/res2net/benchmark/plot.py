@@ -15,13 +15,13 @@ from pathlib import Path
 
 from res2net.benchmark.core import BenchmarkResult
 from res2net.benchmark.seed import seed_latency
+from res2net.models.zoo import UnknownModelError, get_card
+from res2net.stats import SEED_MODELS, model_stats
 
 CHART_BS = 4
 
 
 def _ssld_sibling(name: str) -> str | None:
-    from res2net.models.zoo import UnknownModelError, get_card
-
     try:
         return get_card(name + "_ssld").name if not name.endswith("_ssld") else None
     except UnknownModelError:
@@ -29,8 +29,6 @@ def _ssld_sibling(name: str) -> str | None:
 
 
 def _top1(name: str) -> float | None:
-    from res2net.models.zoo import get_card
-
     t = get_card(name).top1
     return None if t is None else 100.0 * t
 
@@ -76,8 +74,6 @@ def plot_charts(result: BenchmarkResult, out_dir: str | Path, models: list[str] 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from res2net.stats import SEED_MODELS, model_stats
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

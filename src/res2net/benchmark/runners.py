@@ -27,9 +27,7 @@ weights' digest) in ``$RES2NET_HOME/artifacts``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
-from abc import ABC, abstractmethod
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,60 +35,37 @@ import numpy as np
 import torch
 from torch import nn
 
-from res2net.benchmark.timing import cuda_sync, time_calls
+from res2net.accuracy import PRECISIONS as ENGINE_PRECISIONS
+from res2net.benchmark.cpp_runner import CppRunner, check_cpp
+from res2net.benchmark.paddle_anchor import PaddleAnchor, PaddleUnavailable, paddle_model_name, paddle_python
+from res2net.benchmark.runner_base import (
+    Runner,
+    TensorRunner,
+    Unsupported,
+    accuracy_vs_eager,
+    artifact_key,
+    check_torch_precision,
+    fp32_means_fp32,
+    random_batch,
+)
+from res2net.benchmark.timing import time_calls
+from res2net.benchmark.timm_anchor import TimmRunner, check_timm
 from res2net.errors import Res2NetError
+from res2net.export.pt2 import export_pt2, load_pt2
+from res2net.export.torchscript import export_torchscript, load_torchscript
+from res2net.export.verify import default_images, preprocess_images
+from res2net.models.fuse import fold_batchnorm
+from res2net.predict import Predictor
+from res2net.runtime import ENGINE_NAMES, engine_class
+from res2net.runtime.cache import ArtifactCache
 
-PREDICTOR_ENGINES = ("torch", "onnxruntime", "openvino")
+PREDICTOR_ENGINES = ENGINE_NAMES
 ARTIFACT_ENGINES = ("pt2", "torchscript")
 ANCHOR_ENGINES = ("paddle", "timm")  # not ours: what our engines are compared against
 CPP_ENGINES = ("cpp", "cpp-pt2")  # the C++ predictor (res2net.benchmark.cpp_runner)
 ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, *CPP_ENGINES, *ANCHOR_ENGINES)
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class Unsupported(Res2NetError):
-    """This engine cannot run this precision on this device here (the reason is reported, not fatal)."""
-
-
-def random_batch(batch_size: int, input_size: int, seed: int = 0) -> np.ndarray:
-    """The model-only input: standard-normal float32 NCHW, as the seed's benchmark used (random tensor)."""
-    return np.random.default_rng(seed).standard_normal((batch_size, 3, input_size, input_size), dtype=np.float32)
-
-
-def weights_digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-class Runner(ABC):
-    """One engine at one precision, loaded and ready: ``time`` model-only calls, optionally ``e2e`` files."""
-
-    engine: str
-    precision: str
-    supports_e2e = False
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.info: dict = {}
-
-    @property
-    def label(self) -> str:
-        return f"{self.engine} {self.precision}"
-
-    @abstractmethod
-    def time(self, batch_size: int, n: int) -> list[float]:
-        """``n`` latency samples (seconds) of one batch of ``batch_size`` (the first calls warm up)."""
-
-    def e2e(self, files: list[Path], batch_size: int) -> float:
-        """Seconds for one pass over ``files``: decode, preprocess, infer, top-5."""
-        raise Unsupported(f"{self.label}: no end-to-end path")
-
-    def close(self) -> None:  # noqa: B027 - most runners hold nothing that needs closing
-        """Release what the runner holds (the Paddle worker process)."""
+CPU_ENGINES = (*PREDICTOR_ENGINES, "auto", *ANCHOR_ENGINES)  # the default set on a CPU
+PRECISIONS = ("fp32", "fp16", *ENGINE_PRECISIONS[1:])  # fp16: GPU only
 
 
 class PredictorRunner(Runner):
@@ -112,9 +87,6 @@ class PredictorRunner(Runner):
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__(device)
-        from res2net.engines import engine_class
-        from res2net.predict import Predictor
-
         if engine != "auto":
             if precision == "fp16":
                 raise Unsupported(f"{engine} fp16: the Predictor's engines run fp32, bf16 and int8")
@@ -160,73 +132,8 @@ class PredictorRunner(Runner):
 
 def _fold(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
     """A BN-folded, channels-last copy in ``dtype`` on ``device`` (the user's model is not touched)."""
-    from res2net.engines.torch_engine import fold_batchnorm
-
     m = fold_batchnorm(copy.deepcopy(model).eval())
     return m.to(device=device, dtype=dtype, memory_format=torch.channels_last)
-
-
-def _check_torch_precision(engine: str, precision: str, device: str) -> None:
-    if precision not in TORCH_DTYPES:
-        raise Unsupported(f"{engine} {precision}: no {precision} path (int8 runs on onnxruntime / openvino)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise Unsupported(f"{engine}: CUDA is not available")
-    if device == "cpu" and precision == "fp16":
-        raise Unsupported(f"{engine} fp16: CPU fp16 convolutions are emulated (slower than fp32); GPU only")
-    if device == "cpu" and precision == "bf16":
-        from res2net.engines.base import has_bf16
-
-        if not has_bf16():
-            raise Unsupported(f"{engine} bf16: this CPU has no native bf16 (AVX512-BF16/AMX)")
-
-
-class TensorRunner(Runner):
-    """A callable on torch tensors (input resident on the device, output left there, device synced)."""
-
-    def __init__(self, device: str, precision: str, input_size: int) -> None:
-        super().__init__(device)
-        self.precision = precision
-        self.dtype = TORCH_DTYPES[precision]
-        self.input_size = input_size
-        self.sync = cuda_sync(device)
-        self._inputs: dict[int, torch.Tensor] = {}
-        self.fn = None
-
-    def _input(self, batch_size: int) -> torch.Tensor:
-        if batch_size not in self._inputs:
-            x = torch.from_numpy(random_batch(batch_size, self.input_size))
-            self._inputs[batch_size] = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        return self._inputs[batch_size]
-
-    def time(self, batch_size: int, n: int) -> list[float]:
-        x = self._input(batch_size)
-        with torch.inference_mode():
-            return time_calls(lambda: self.fn(x), n, self.sync)
-
-
-def accuracy_vs_eager(model: nn.Module, fn, dtype: torch.dtype, device: str) -> dict | None:
-    """Outputs of ``fn`` vs CPU eager fp32 on the packaged photos: max abs diff, rel. error, top-1 agreement."""
-    from res2net.export.verify import compare_outputs, default_images, preprocess_images
-
-    images = default_images()
-    if not images:
-        return None
-    size = getattr(getattr(model, "pretrained_cfg", None), "preprocess", None)
-    crop = size.crop_size if size is not None else 224
-    x = preprocess_images(images, model, crop, crop)
-    with torch.inference_mode():
-        ref = model.eval()(torch.from_numpy(x)).float().numpy()
-        xd = torch.from_numpy(x).to(device, dtype).contiguous(memory_format=torch.channels_last)
-        out = fn(xd).float().cpu().numpy()
-    m = compare_outputs(out, ref)
-    return {"images": len(x), **{k: m[k] for k in ("max_abs_diff", "rel_error", "top1_agreement")}}
-
-
-def fp32_means_fp32(device: str) -> None:
-    """No TF32 on CUDA (PyTorch's cuDNN default allows it for convolutions)."""
-    if device.startswith("cuda"):
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 class CudaGraphRunner(TensorRunner):
@@ -237,7 +144,7 @@ class CudaGraphRunner(TensorRunner):
     def __init__(self, model: nn.Module, precision: str, *, device: str, input_size: int) -> None:
         if not device.startswith("cuda"):
             raise Unsupported("cudagraph: CUDA graphs need a CUDA device")
-        _check_torch_precision("cudagraph", precision, device)
+        check_torch_precision("cudagraph", precision, device)
         super().__init__(device, precision, input_size)
         fp32_means_fp32(device)
         torch.backends.cudnn.benchmark = True  # autotune conv algorithms once per shape, before capture
@@ -280,7 +187,7 @@ class CompileRunner(TensorRunner):
     engine = "compile"
 
     def __init__(self, model: nn.Module, precision: str, *, device: str, input_size: int, mode: str | None) -> None:
-        _check_torch_precision("compile", precision, device)
+        check_torch_precision("compile", precision, device)
         super().__init__(device, precision, input_size)
         fp32_means_fp32(device)
         mode = mode or ("reduce-overhead" if device.startswith("cuda") else None)
@@ -314,41 +221,28 @@ class ArtifactRunner(TensorRunner):
         input_size: int,
         cache_dir: str | Path | None = None,
     ) -> None:
-        _check_torch_precision(fmt, precision, device)
+        check_torch_precision(fmt, precision, device)
         if fmt == "torchscript" and precision == "bf16" and device == "cpu":
             raise Unsupported("torchscript bf16: use compile or pt2")
         super().__init__(device, precision, input_size)
         fp32_means_fp32(device)
-        from res2net.engines.cache import ArtifactCache, ArtifactKey
 
         self.engine = fmt
-        card = getattr(model, "pretrained_cfg", None)
-        cfg_digest = hashlib.sha256(repr(getattr(model, "cfg", "")).encode()).hexdigest()[:8]
-        model_id = f"{getattr(card, 'name', type(model).__name__)}-{getattr(model, 'num_classes', 0)}c-{cfg_digest}"
-        dev_type = torch.device(device).type
-        key = ArtifactKey(model_id, weights_digest(model), fmt, precision, input_size, dev_type)
+        key = artifact_key(model, fmt, precision, input_size, torch.device(device).type)
         cache = ArtifactCache(cache_dir)
         filename = "model.pt2" if fmt == "pt2" else "model.pt"
 
         def build(d: Path) -> None:
             folded = _fold(model, device, self.dtype)
             if fmt == "pt2":
-                from res2net.export.pt2 import export_pt2
-
                 export_pt2(folded, d / filename, input_size=input_size, device=device)
             else:
-                from res2net.export.torchscript import export_torchscript
-
                 export_torchscript(folded, d / filename, input_size=input_size)
 
         path = cache.get_or_build(key, build) / filename
         if fmt == "pt2":
-            from res2net.export.pt2 import load_pt2
-
             self.fn = load_pt2(path, device)
         else:
-            from res2net.export.torchscript import load_torchscript
-
             self.fn, _ = load_torchscript(path, device)
         self.info = {
             "engine": f"{fmt} {precision} ({device})",
@@ -368,7 +262,6 @@ class PaddleRunner(Runner):
         super().__init__(device)
         if device != "cpu":
             raise Unsupported("paddle: the anchor runs Paddle Inference on the CPU (oneDNN)")
-        from res2net.benchmark.paddle_anchor import PaddleAnchor, PaddleUnavailable, paddle_model_name, paddle_python
 
         try:  # reasons not to run at all are skips; a worker that fails later is a failure
             paddle_model_name(model)
@@ -388,8 +281,6 @@ class PaddleRunner(Runner):
 
     def _check_same_weights(self, model: nn.Module) -> None:
         """The anchor must run the same function: compare its outputs with ours on real photos (warn if not)."""
-        from res2net.export.verify import default_images, preprocess_images
-
         images = default_images()
         if not images:
             return
@@ -426,82 +317,6 @@ class PaddleRunner(Runner):
         self.anchor.close()
 
 
-class RemoteRunner(Runner):
-    """A runner living in its own worker process (:mod:`res2net.benchmark.worker`); same interface.
-
-    Construction starts the worker and builds the runner there (raising :class:`Unsupported` with
-    the worker's reason when it cannot run); calls are forwarded over the worker's pipes.
-    """
-
-    def __init__(self, spec: dict, *, threads: int | None, timeout: float = 1800) -> None:
-        import json
-        import logging
-        import os
-        import subprocess
-        import sys
-
-        super().__init__(spec.get("device", "cpu"))
-        self._json = json
-        env = dict(os.environ)
-        if threads:
-            env["OMP_NUM_THREADS"] = str(threads)
-        debug = logging.getLogger("res2net.benchmark").isEnabledFor(logging.DEBUG)
-        spec = {**spec, "log_level": logging.INFO if debug else logging.WARNING}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "res2net.benchmark.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None if debug else subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        try:
-            reply = self._call(cmd="setup", **spec)
-        except BaseException:
-            self.close()
-            raise
-        self.engine, self.precision, self._label = reply["engine"], reply["precision"], reply["label"]
-        self.supports_e2e = reply["supports_e2e"]
-        self.info = {**reply["info"], "process": "own worker process"}
-
-    @property
-    def label(self) -> str:
-        return self._label
-
-    def _call(self, **msg) -> dict:
-        if self.proc.poll() is not None:
-            raise Res2NetError(f"benchmark worker exited with code {self.proc.returncode} (run with -v for its log)")
-        self.proc.stdin.write(self._json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise Res2NetError(f"benchmark worker died during {msg['cmd']!r} (run with -v for its log)")
-        reply = self._json.loads(line)
-        if not reply.get("ok"):
-            if reply.get("kind") == "unsupported":
-                raise Unsupported(reply["error"])
-            raise Res2NetError(f"benchmark worker: {msg['cmd']} failed: {reply['error']}\n{reply.get('traceback', '')}")
-        return reply
-
-    def time(self, batch_size: int, n: int) -> list[float]:
-        return self._call(cmd="time", bs=batch_size, n=n)["samples"]
-
-    def e2e(self, files: list[Path], batch_size: int) -> float:
-        return self._call(cmd="e2e", files=[str(f) for f in files], bs=batch_size)["seconds"]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self._call(cmd="quit")
-                self.proc.wait(timeout=60)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-
-
 def check_supported(engine: str, precision: str | None, device: str, model: str | None = None) -> None:
     """Raise :class:`Unsupported` if ``engine`` cannot run ``precision`` on ``device`` here — without building it.
 
@@ -511,8 +326,6 @@ def check_supported(engine: str, precision: str | None, device: str, model: str 
     if engine not in ENGINES:
         raise Res2NetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if engine in PREDICTOR_ENGINES:
-        from res2net.engines import engine_class
-
         if precision == "fp16":
             raise Unsupported(f"{engine} fp16: the Predictor's engines run fp32, bf16 and int8")
         reason = engine_class(engine).unavailable_reason(precision or "fp32", device)
@@ -524,17 +337,13 @@ def check_supported(engine: str, precision: str | None, device: str, model: str 
         if device != "cpu":
             raise Unsupported("paddle: the anchor runs Paddle Inference on the CPU (oneDNN)")
     elif engine == "timm":
-        from res2net.benchmark.timm_anchor import check_timm
-
         check_timm(model, precision or "fp32", device)
     elif engine in CPP_ENGINES:
-        from res2net.benchmark.cpp_runner import check_cpp
-
         check_cpp(engine, precision, device)
     elif engine != "auto":
         if engine == "cudagraph" and not device.startswith("cuda"):
             raise Unsupported("cudagraph: CUDA graphs need a CUDA device")
-        _check_torch_precision(engine, precision or "fp32", device)
+        check_torch_precision(engine, precision or "fp32", device)
         if engine == "torchscript" and precision == "bf16" and device == "cpu":
             raise Unsupported("torchscript bf16: use compile or pt2")
 
@@ -576,12 +385,8 @@ def build_runner(
             model, engine, precision or "fp32", device=device, input_size=input_size, cache_dir=cache_dir
         )
     if engine in CPP_ENGINES:
-        from res2net.benchmark.cpp_runner import CppRunner
-
         return CppRunner(model, engine, precision, threads=threads, input_size=input_size, cache_dir=cache_dir)
     if engine == "timm":
-        from res2net.benchmark.timm_anchor import TimmRunner
-
         return TimmRunner(model, precision or "fp32", device=device, input_size=input_size, check=check)
     if engine == "paddle":
         return PaddleRunner(model, device=device, threads=threads or 2, input_size=input_size, program=paddle_program)

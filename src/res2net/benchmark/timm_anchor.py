@@ -8,7 +8,7 @@ fp32, or ``torch.autocast`` for bf16 / fp16 where the device has them — as tim
 ``validate.py --amp`` does. End to end it is timm's documented inference recipe:
 ``resolve_data_config`` + ``create_transform``, PIL decode, softmax, top-5. Two settings are the
 run's, not timm's defaults, so the comparison is like for like: ``--threads`` (every runner gets the
-same cores) and, on CUDA, fp32 without TF32 (:func:`res2net.benchmark.runners.fp32_means_fp32`).
+same cores) and, on CUDA, fp32 without TF32 (:func:`res2net.benchmark.runner_base.fp32_means_fp32`).
 
 Which timm model: the timm card of the zoo with the same graph (depth, width, scale, cardinality,
 stem, shortcut) — the registry already holds timm's Res2Nets as cards, so no second table exists.
@@ -30,12 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from res2net.benchmark.runners import TensorRunner, Unsupported, _check_torch_precision, random_batch
+from res2net.benchmark.runner_base import TensorRunner, Unsupported, check_torch_precision, random_batch
 from res2net.errors import Res2NetError
+from res2net.export.verify import default_images, preprocess_images
+from res2net.models.zoo import SEMANTICS, get_card, list_models
 
 # Res2NetConfig fields that decide the graph's compute (the rest are forward semantics or training).
 _ARCH_FIELDS = ("layers", "base_width", "scale", "cardinality", "deep_stem", "stem_width", "avg_down")
-TIMM_SEMANTICS = dict(stage_rule="downsample", pool_count_include_pad=True)
 
 
 def _arch(cfg) -> tuple:
@@ -48,8 +49,6 @@ def timm_model_name(model_or_name: nn.Module | str) -> str:
     Raises :class:`Unsupported` (a skip with its reason) when timm has no such Res2Net, e.g. the
     PaddleClas-only depths 152/200 or ``res2net_tiny``.
     """
-    from res2net.models.zoo import get_card, list_models
-
     if isinstance(model_or_name, str):
         card = get_card(model_or_name)
         cfg, name = card.config, card.name
@@ -80,7 +79,7 @@ def _check_timm_available() -> None:
 
 def check_timm(model_name: str | None, precision: str, device: str) -> None:
     """Raise :class:`Unsupported` if the timm anchor cannot run here — before building anything."""
-    _check_torch_precision("timm", precision, device)
+    check_torch_precision("timm", precision, device)
     if device.startswith("cuda") and precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise Unsupported("timm bf16: this GPU has no bf16")
     _check_timm_available()
@@ -110,7 +109,7 @@ class TimmRunner(TensorRunner):
         self.fn = self._forward
         self.data_config = timm.data.resolve_data_config({}, model=self.model)
         self.transform = timm.data.create_transform(**self.data_config)
-        same = all(getattr(model.cfg, k) == v for k, v in TIMM_SEMANTICS.items())
+        same = all(getattr(model.cfg, k) == v for k, v in SEMANTICS["timm"].items())
         how = f"{device}, {precision}{', torch.autocast' if self._amp else ''}, inference_mode, NCHW"
         semantics = (
             "" if same else "; timm's forward semantics, not PaddleClas's: same convolutions, logits differ a little"
@@ -149,8 +148,6 @@ class TimmRunner(TensorRunner):
 
     def _check_same_logits(self, model: nn.Module) -> None:
         """Same semantics, same weights: timm must give our logits (recorded as ``parity``; warn if not)."""
-        from res2net.export.verify import default_images, preprocess_images
-
         images = default_images()
         if not images:
             return

@@ -18,6 +18,9 @@ import sys
 import traceback
 from pathlib import Path
 
+from res2net.benchmark.core import benchmark_model
+from res2net.benchmark.runners import Unsupported, build_runner, fp32_means_fp32
+
 
 def main() -> int:
     proto = os.fdopen(os.dup(1), "w", buffering=1)  # replies on the real stdout; library prints go to stderr
@@ -51,8 +54,6 @@ def main() -> int:
             else:
                 reply(ok=False, kind="error", error=f"unknown command {cmd!r}")
         except Exception as e:
-            from res2net.benchmark.runners import Unsupported
-
             kind = "unsupported" if isinstance(e, Unsupported) else "error"
             reply(ok=False, kind=kind, error=str(e) if kind == "unsupported" else f"{type(e).__name__}: {e}",
                   traceback=traceback.format_exc(limit=8))  # fmt: skip
@@ -64,16 +65,13 @@ def _setup(spec: dict):
 
     import torch
 
-    from res2net.benchmark.core import build_model
-    from res2net.benchmark.runners import build_runner, fp32_means_fp32
-
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=spec.pop("log_level", logging.WARNING), format=fmt, datefmt="%H:%M:%S")
     threads = spec.get("threads")
     if threads and spec.get("device", "cpu") == "cpu":
         torch.set_num_threads(threads)
     fp32_means_fp32(spec.get("device", "cpu"))
-    model = build_model(spec.pop("model"), spec.pop("weights"), spec.pop("num_classes"))
+    model = benchmark_model(spec.pop("model"), spec.pop("weights"), spec.pop("num_classes"))
     return build_runner(model, spec.pop("engine"), spec.pop("precision"), **spec)
 
 

@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 import torch
 
-from res2net.data.transforms import _INTERPOLATION, EvalTransform
-from res2net.models.zoo import IMAGENET_MEAN, IMAGENET_STD
+from res2net.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from res2net.data.transforms import INTERPOLATION, EvalTransform
 
 
 def rand_crop_box(
@@ -63,8 +63,8 @@ class TrainTransform:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        if self.interpolation not in _INTERPOLATION:
-            raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION)}, got {self.interpolation!r}")
+        if self.interpolation not in INTERPOLATION:
+            raise ValueError(f"interpolation must be one of {sorted(INTERPOLATION)}, got {self.interpolation!r}")
         if not (0 < self.scale[0] <= self.scale[1] <= 1) or not (0 < self.ratio[0] <= self.ratio[1]):
             raise ValueError(f"bad scale {self.scale} or ratio {self.ratio}")
 
@@ -74,7 +74,7 @@ class TrainTransform:
         out = cv2.resize(
             img[top : top + h, left : left + w],
             (self.crop_size, self.crop_size),
-            interpolation=_INTERPOLATION[self.interpolation],
+            interpolation=INTERPOLATION[self.interpolation],
         )
         if self.hflip > 0 and rng.random() < self.hflip:
             out = out[:, ::-1]

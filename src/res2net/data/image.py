@@ -27,7 +27,7 @@ class ImageError(Res2NetError, ValueError):
     """An input image could not be decoded."""
 
 
-def _describe(source: ImageSource) -> str:
+def describe_source(source: ImageSource) -> str:
     if isinstance(source, (str, Path)):
         return str(source)
     if isinstance(source, bytes):
@@ -56,7 +56,7 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
 
 def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """``source`` (path, encoded bytes, HWC array or PIL image) -> contiguous RGB ``uint8`` HWC array."""
-    name = _describe(source)
+    name = describe_source(source)
     if isinstance(source, np.ndarray):
         arr = source
         if arr.ndim == 2:

@@ -8,14 +8,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
 
-from res2net.models.zoo import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from res2net.data.preprocess import Preprocess
 
-_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 
 
 # A sliver (say 20000x1 px) passes the decoder's pixel limit but would be resized to 256 x 5 million.
@@ -30,7 +30,7 @@ def resize_short(img: np.ndarray, size: int, interpolation: str = "bilinear") ->
         raise ValueError(
             f"a {w}x{h} image resized to short side {size} would be {new_w}x{new_h} pixels: aspect ratio too extreme"
         )
-    return cv2.resize(img, (new_w, new_h), interpolation=_INTERPOLATION[interpolation])
+    return cv2.resize(img, (new_w, new_h), interpolation=INTERPOLATION[interpolation])
 
 
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -42,18 +42,16 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class EvalTransform:
-    """RGB ``uint8`` HWC image -> normalized ``float32`` CHW array, as PaddleClas evaluates."""
+class EvalTransform(Preprocess):
+    """RGB ``uint8`` HWC image -> normalized ``float32`` CHW array, as PaddleClas evaluates.
 
-    resize_short: int = 256
-    crop_size: int = 224
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    The fields are the :class:`~res2net.data.preprocess.Preprocess` spec's (one definition); this
+    class adds the operations.
+    """
 
     @classmethod
     def from_preprocess(cls, p: Preprocess) -> EvalTransform:
-        return cls(p.resize_short, p.crop_size, p.interpolation, p.mean, p.std)
+        return cls(**{f.name: getattr(p, f.name) for f in fields(Preprocess)})
 
     def crop(self, img: np.ndarray) -> np.ndarray:
         """Resize + crop only (uint8 HWC): what a server or a pixel-parity test needs."""

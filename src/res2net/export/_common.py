@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
+from res2net._version import __version__
 from res2net.errors import Res2NetError
 
 if TYPE_CHECKING:
@@ -140,8 +141,6 @@ def metadata(
     given ones, else the ImageNet-1k names for a 1000-class model — the names ``res2net.Predictor``
     prints, so the C++ predictor prints them too without a ``--labels`` flag.
     """
-    from res2net import __version__
-
     card = getattr(model, "pretrained_cfg", None)
     cfg = getattr(model, "cfg", None)
     num_classes = getattr(model, "num_classes", None)
@@ -165,7 +164,7 @@ def metadata(
                 raise ExportError(f"the transform crops {transform.crop_size}, but the export is {h}x{w}")
             resize = transform.resize_short
         else:
-            resize = round(p.resize_short * h / p.crop_size) if (h, w) != (p.crop_size, p.crop_size) else p.resize_short
+            resize = p.at_crop(h).resize_short if (h, w) != (p.crop_size, p.crop_size) else p.resize_short
         meta["preprocess"] = json.dumps(
             {
                 "resize_short": resize,
@@ -185,8 +184,8 @@ def metadata(
 
 def class_names(num_classes: int | None, labels: Sequence[str] | str | Path | None = None) -> list[str] | None:
     """The class names an export records: ``labels`` (names, or a label file in any format
-    :func:`res2net.predict.load_labels` reads), else ImageNet-1k's for 1000 classes, else none."""
-    from res2net.predict import load_labels
+    :func:`res2net.data.labels.load_labels` reads), else ImageNet-1k's for 1000 classes, else none."""
+    from res2net.data.labels import load_labels
 
     if labels is None:
         return load_labels() if num_classes == 1000 else None

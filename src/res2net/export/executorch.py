@@ -26,6 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.accuracy import PRECISIONS as ALL_PRECISIONS
+from res2net.data.preprocess import Preprocess
+from res2net.data.transforms import EvalTransform
 from res2net.export._common import (
     ExportError,
     convert_quietly,
@@ -36,30 +39,18 @@ from res2net.export._common import (
     metadata,
     model_name,
     output_path,
-    quiet,
 )
+from res2net.export.pte import PteModel, read_metadata, require_executorch, sidecar
+from res2net.export.quantize import OUTLIER_FRACTION, calibration_data, trim_outliers
+from res2net.export.verify import verify_export
 
-PRECISIONS = ("fp32", "int8")
-
-
-def _require_executorch() -> None:
-    try:
-        import executorch  # noqa: F401
-    except ImportError:
-        raise ExportError("the pte format needs ExecuTorch: pip install 'res2net[edge]'") from None
+PRECISIONS = tuple(p for p in ALL_PRECISIONS if p != "bf16")  # XNNPACK has no bf16 path
 
 
 def eval_transform_for(model: nn.Module, h: int):
     """The model card's :class:`EvalTransform`, scaled to crop ``h`` (as the recorded metadata says)."""
-    from res2net.data.transforms import EvalTransform
-
     card = getattr(model, "pretrained_cfg", None)
-    if card is None:
-        return EvalTransform(resize_short=round(256 * h / 224), crop_size=h)
-    t = EvalTransform.from_preprocess(card.preprocess)
-    if h != t.crop_size:
-        t = EvalTransform(round(t.resize_short * h / t.crop_size), h, t.interpolation, t.mean, t.std)
-    return t
+    return EvalTransform.from_preprocess(card.preprocess if card is not None else Preprocess()).at_crop(h)
 
 
 CALIBRATION_BATCH = 32
@@ -94,8 +85,6 @@ def quantize_pt2e(
         get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    from res2net.export.quantize import OUTLIER_FRACTION, trim_outliers
 
     program = export_program(model, h, w, softmax=softmax, dynamic_batch=True)
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
@@ -137,7 +126,7 @@ def export_pte(
         verify: run the written file with ExecuTorch's runtime on real images next to eager
             PyTorch (:func:`verify_pte`): fp32 must agree within 1e-4 (else :class:`ExportError`).
     """
-    _require_executorch()
+    require_executorch()
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
@@ -150,8 +139,6 @@ def export_pte(
     path = output_path(path, ".pte")
     with eval_mode(model):
         if precision == "int8":
-            from res2net.export.quantize import calibration_data
-
             data = calibration_data(calibration, eval_transform_for(model, h))
             if data.shape[2:] != (h, w):
                 raise ExportError(f"calibration inputs are {data.shape[2]}x{data.shape[3]}, the program takes {h}x{w}")
@@ -175,67 +162,11 @@ def export_pte(
     return path
 
 
-def sidecar(path: str | Path) -> Path:
-    """``model.pte`` -> ``model.pte.json``, the metadata a ``.pte`` cannot hold."""
-    return Path(str(path) + ".json")
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata :func:`export_pte` wrote beside ``path`` (``{}`` if there is none)."""
-    f = sidecar(path)
-    return json.loads(f.read_text()) if f.is_file() else {}
-
-
-class PteModel:
-    """A ``.pte`` program run by ExecuTorch's runtime: ``model(x)`` -> logits, any batch size.
-
-    The program's batch is fixed; larger inputs are run in chunks and the last chunk is padded.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        _require_executorch()
-        from executorch.runtime import Runtime
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ExportError(f"{self.path}: no such .pte file")
-        try:
-            with quiet():
-                program = Runtime.get().load_program(self.path)
-                self._method = program.load_method("forward")
-        except Exception as e:
-            raise ExportError(f"{self.path}: not a loadable ExecuTorch program: {e}") from e
-        meta = self._method.metadata
-        self.input_shape = tuple(meta.input_tensor_meta(0).sizes())
-        self.metadata = read_metadata(self.path)
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.input_shape[0])
-
-    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(x, dtype=torch.float32)
-        if tuple(x.shape[1:]) != self.input_shape[1:]:
-            want = ", ".join(map(str, self.input_shape[1:]))
-            raise ExportError(f"{self.path}: takes [N, {want}], got {list(x.shape)}")
-        b = self.batch_size
-        outs = []
-        for start in range(0, len(x), b):
-            chunk = x[start : start + b]
-            n = len(chunk)
-            if n < b:
-                chunk = torch.cat([chunk, chunk[-1:].expand(b - n, *chunk.shape[1:])])
-            outs.append(self._method.execute([chunk.contiguous()])[0][:n].clone())
-        return torch.cat(outs)
-
-
 def verify_pte(model: nn.Module, path: str | Path, *, atol: float = 1e-4, images=None):
     """Run ``path`` with ExecuTorch's runtime on real photos next to eager ``model``
     (:func:`res2net.export.verify_export`). An fp32 program must match within ``atol`` (else
     :class:`ExportError`); an int8 program's agreement is reported, not judged (on random-weight or
     unlabelled checks it means little: the tests judge int8 on a trained model's labelled set)."""
-    from res2net.export.verify import verify_export
-
     int8 = read_metadata(path).get("precision") == "int8"
     report = verify_export(path, model, fmt="pte", images=images, atol=atol, raise_on_fail=not int8)
     log.info("%s%s", report.summary(), " (int8: not held to the fp32 tolerance)" if int8 else "")

@@ -97,10 +97,7 @@ def _save(ov_model, path: Path, meta: dict[str, str], compress_to_fp16: bool = F
 def _card_transform(model: nn.Module, h: int) -> EvalTransform:
     """The eval preprocessing the recorded metadata describes when no transform is given."""
     card = getattr(model, "pretrained_cfg", None)
-    t = EvalTransform.from_preprocess(card.preprocess) if card is not None else EvalTransform()
-    if t.crop_size != h:
-        t = EvalTransform(round(t.resize_short * h / t.crop_size), h, t.interpolation, t.mean, t.std)
-    return t
+    return EvalTransform.from_preprocess(card.preprocess.at_crop(h)) if card is not None else EvalTransform()
 
 
 def _quantize(ov_model, path: Path, meta: dict[str, str], calibration, transform: EvalTransform) -> Path:

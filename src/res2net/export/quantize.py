@@ -8,8 +8,14 @@ Without one, :func:`default_calibration` uses the package's sample photos with a
 crops and flips (12 views each) — fine for a demo; for production pass 100-300 images of your own data.
 
 Why these recipes: ONNX Runtime's QDQ format with per-channel weights is what its CPU provider
-fuses into int8 convolutions (VNNI u8s8 dot products); BatchNorm is folded *before* quantization
-(ORT's basic optimizer) so the folded weights, not the raw ones, get the int8 scales. NNCF's
+fuses into int8 convolutions; BatchNorm is folded *before* quantization (ORT's basic optimizer) so the
+folded weights, not the raw ones, get the int8 scales. Which int8 types depend on the CPU that will
+run the model (:data:`ONNX_INT8_RECIPES`, :func:`onnx_int8_recipe`): with VNNI/AMX, u8 activations
+times s8 weights accumulate in 32 bits; without (AVX2, AVX-512 without VNNI) ORT's u8s8 kernels add
+pairs of products in 16 bits first, which saturates — the trained digits model's logits were 25%
+off on an emulated Zen 3 (AVX2) against 2.4% with VNNI. There, weights get 7 bits
+(``reduce_range``), so that no pair can overflow. The recipe is stored in the model's metadata and
+in the artifact cache key, so a model quantized for one CPU kind is not reused on another. NNCF's
 ``PERFORMANCE`` preset (symmetric activations) is OpenVINO's default CPU recipe; we take activation
 ranges from the calibration extremes (MinMax, like ORT) instead of NNCF's mean-of-extremes, and
 skip bias correction: both measurably hurt Res2Net's logits (see :func:`quantize_openvino`).
@@ -57,8 +63,9 @@ from pathlib import Path
 
 import numpy as np
 
+from res2net.cpu import has_int8_dot, isa_level
 from res2net.data.image import IMAGE_EXTENSIONS, ImageError, find_images, load_image
-from res2net.data.transforms import EvalTransform
+from res2net.data.transforms import EvalTransform, resize_short
 from res2net.errors import Res2NetError
 
 log = logging.getLogger("res2net.quantize")
@@ -70,6 +77,23 @@ OUTLIER_FRACTION = 0.03  # calibration images left out for their extreme fp32 lo
 
 class CalibrationError(Res2NetError, ValueError):
     """The calibration set is missing, empty or unreadable."""
+
+
+# ONNX Runtime int8 recipes: (activation type, weight type, 7-bit weights). Measured on the trained
+# digits model (rel. logit error vs fp32; tests/export/test_quantize_isa.py reruns it under an
+# emulated AVX2 CPU): u8s8 2.4% with VNNI, 25% on AVX2; u8s8-reduce-range 3.4% on both; u8u8 2.6% on
+# AVX2 but through ORT's slower 16-bit u8u8 kernels.
+ONNX_INT8_RECIPES: dict[str, tuple[str, str, bool]] = {
+    "u8s8": ("QUInt8", "QInt8", False),  # VNNI / AMX: 32-bit accumulation of u8 x s8, full 8-bit weights
+    "u8s8-reduce-range": ("QUInt8", "QInt8", True),  # AVX2 / AVX-512 without VNNI: no 16-bit saturation
+    "u8u8": ("QUInt8", "QUInt8", False),  # the alternative ORT documents for non-VNNI CPUs
+}
+INT8_METADATA_KEYS = ("res2net.int8_recipe", "res2net.quantized_on")
+
+
+def onnx_int8_recipe() -> str:
+    """The ONNX Runtime int8 recipe for this CPU (``RES2NET_CPU_ISA`` caps it, see :mod:`res2net.cpu`)."""
+    return "u8s8" if has_int8_dot() else "u8s8-reduce-range"
 
 
 def sample_images() -> list[Path]:
@@ -120,8 +144,6 @@ def sample_views(
     exactly the eval preprocessing), take the centre crop (and, with ``corners``, the top-left and
     bottom-right crops), each as is and mirrored.
     """
-    from res2net.data.transforms import resize_short
-
     transform = transform or EvalTransform()
     c = transform.crop_size
     views = []
@@ -185,7 +207,7 @@ def calibration_data(
 def trim_outliers(data: np.ndarray, logits: np.ndarray, fraction: float = OUTLIER_FRACTION) -> np.ndarray:
     """``data`` less the ``round(fraction * len(data))`` images whose fp32 ``logits`` have the largest norm.
 
-    The norm is that of the logits minus their per-image mean (what :func:`res2net.engines.compare_logits`
+    The norm is that of the logits minus their per-image mean (what :func:`res2net.runtime.compare_logits`
     measures). Images whose activations dwarf the rest's answer with extreme logits, so this is a cheap
     proxy for the images that would otherwise set every MinMax range (see the module docstring).
     Order is kept; with ``fraction`` 0 or too few images to drop one, ``data`` comes back unchanged.
@@ -219,6 +241,7 @@ def quantize_onnx(
     method: str = "minmax",
     batch_size: int = 8,
     outlier_fraction: float = OUTLIER_FRACTION,
+    recipe: str | None = None,
 ) -> Path:
     """Quantize the fp32 ONNX model ``src`` to a static-QDQ int8 model at ``dst``; return ``dst``.
 
@@ -227,6 +250,8 @@ def quantize_onnx(
         per_channel: per-output-channel weight scales (recommended: conv filters differ a lot in range).
         method: activation range estimator, ``"minmax"``, ``"percentile"`` (99.999th) or ``"entropy"``.
         outlier_fraction: calibration images left out for extreme fp32 logits (:func:`trim_outliers`).
+        recipe: one of :data:`ONNX_INT8_RECIPES`; ``None``: the one for this CPU (:func:`onnx_int8_recipe`).
+            Pass ``"u8s8-reduce-range"`` to quantize on a VNNI machine for AVX2 deployment CPUs.
     """
     import onnxruntime as ort
     from onnxruntime.quantization import (
@@ -244,6 +269,10 @@ def quantize_onnx(
     }
     if method not in methods:
         raise CalibrationError(f"unknown calibration method {method!r}; choose one of {sorted(methods)}")
+    recipe = recipe or onnx_int8_recipe()
+    if recipe not in ONNX_INT8_RECIPES:
+        raise CalibrationError(f"unknown int8 recipe {recipe!r}; choose one of {', '.join(ONNX_INT8_RECIPES)}")
+    activation_type, weight_type, reduce_range = ONNX_INT8_RECIPES[recipe]
     data = calibration_data(calibration, transform)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +301,8 @@ def quantize_onnx(
                 b = next(self.batches, None)
                 return None if b is None else {input_name: b}
 
-        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        # s8 weights are symmetric (zero point 0, what the s8 kernels assume); u8 weights need a zero point
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": weight_type == "QInt8"}
         if method == "percentile":
             extra["CalibPercentile"] = 99.999
         quantize_static(
@@ -281,13 +311,31 @@ def quantize_onnx(
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            reduce_range=reduce_range,
+            activation_type=QuantType[activation_type],
+            weight_type=QuantType[weight_type],
             calibrate_method=methods[method],
             extra_options=extra,
         )
-    log.info("wrote int8 QDQ model %s (%d calibration images, %s)", dst, len(data), method)
+    _set_metadata(dst, dict(zip(INT8_METADATA_KEYS, (recipe, isa_level()))))
+    log.info("wrote int8 QDQ model %s (%s, %d calibration images, %s)", dst, recipe, len(data), method)
     return dst
+
+
+def _set_metadata(path: Path, props: dict[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **props})
+    onnx.save(model, str(path))
+
+
+def int8_recipe_of(path: str | Path) -> str | None:
+    """The :data:`ONNX_INT8_RECIPES` name an int8 ONNX model was quantized with (``None``: not ours / unknown)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((p.value for p in model.metadata_props if p.key == INT8_METADATA_KEYS[0]), None)
 
 
 def _mark_preprocessed(path: str) -> None:
@@ -382,12 +430,15 @@ def quantize_openvino(
 
 __all__ = [
     "CALIBRATION_SCALES",
+    "ONNX_INT8_RECIPES",
     "CHECK_SCALES",
     "OUTLIER_FRACTION",
     "CalibrationError",
     "calibration_data",
     "calibration_files",
     "default_calibration",
+    "int8_recipe_of",
+    "onnx_int8_recipe",
     "quantize_onnx",
     "quantize_openvino",
     "sample_images",

@@ -27,16 +27,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net.accuracy import FP32_ATOL, compare_outputs
+from res2net.accuracy import tolerance as accuracy_tolerance
+from res2net.data.image import load_image
+from res2net.data.preprocess import Preprocess
+from res2net.data.transforms import EvalTransform
+from res2net.export import onnx as onnx_format
+from res2net.export import openvino as openvino_format
 from res2net.export._common import ExportError, InferenceModel, eval_mode
+from res2net.export.pt2 import load_pt2
+from res2net.export.pte import PteModel
+from res2net.export.torchscript import load_torchscript
 
 FORMATS = ("onnx", "openvino", "pt2", "torchscript", "triton", "pte")
-DEFAULT_ATOL = 1e-4
-LOGIT_SCALE = 10.0  # outputs up to this size are held to atol itself; larger ones proportionally
+DEFAULT_ATOL = FP32_ATOL
 
 
 def tolerance(atol: float, max_abs_ref: float) -> float:
-    """The fp32 tolerance for outputs of size ``max_abs_ref``: ``atol`` up to 10, relative beyond."""
-    return atol * max(1.0, max_abs_ref / LOGIT_SCALE)
+    """:func:`res2net.accuracy.tolerance` with the export API's argument order."""
+    return accuracy_tolerance(max_abs_ref, atol)
 
 
 def detect_format(path: str | Path) -> str:
@@ -119,9 +128,7 @@ def load_artifact(
     if not path.exists():
         raise ExportError(f"{path}: no such file")
     if fmt in ("onnx", "triton"):
-        import onnxruntime as ort
-
-        from res2net.export.onnx import read_metadata
+        import onnxruntime as ort  # optional dependency (the deploy extra)
 
         onnx_path = _triton_onnx(path) if fmt == "triton" else path
         so = ort.SessionOptions()
@@ -133,21 +140,17 @@ def load_artifact(
             providers.insert(0, "CUDAExecutionProvider")
         sess = ort.InferenceSession(str(onnx_path), so, providers=providers)
         name = sess.get_inputs()[0].name
-        return Artifact(fmt, path, lambda x: sess.run(None, {name: x})[0], read_metadata(onnx_path))
+        return Artifact(fmt, path, lambda x: sess.run(None, {name: x})[0], onnx_format.read_metadata(onnx_path))
     if fmt == "openvino":
-        import openvino as ov
-
-        from res2net.export.openvino import read_metadata
+        import openvino as ov  # optional dependency (the deploy extra)
 
         config = {"INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         compiled = ov.Core().compile_model(str(path), "GPU" if device.startswith("gpu") else "CPU", config)
         request = compiled.create_infer_request()
-        return Artifact(fmt, path, lambda x: request.infer([x])[0].copy(), read_metadata(path))
+        return Artifact(fmt, path, lambda x: request.infer([x])[0].copy(), openvino_format.read_metadata(path))
     if fmt == "pt2":
-        from res2net.export.pt2 import load_pt2
-
         runner = load_pt2(path, device)
         meta = {k: v for k, v in runner.get_metadata().items() if not k.startswith("AOTI_")}
         dev = torch.device("cuda" if runner.get_metadata().get("AOTI_DEVICE_KEY") == "cuda" else "cpu")
@@ -159,11 +162,8 @@ def load_artifact(
 
         return Artifact(fmt, path, run_pt2, meta)
     if fmt == "pte":
-        from res2net.export.executorch import PteModel
-
         program = PteModel(path)  # ExecuTorch's runtime (XNNPACK), as an app runs the file
         return Artifact(fmt, path, lambda x: program(x).numpy(), program.metadata)
-    from res2net.export.torchscript import load_torchscript
 
     module, meta = load_torchscript(path, device)
     dtype = _input_dtype(meta)
@@ -190,17 +190,12 @@ def preprocess_images(
     images: Sequence, model: nn.Module, h: int, w: int, meta: dict[str, str] | None = None
 ) -> np.ndarray:
     """Decode and preprocess ``images`` (paths, bytes or arrays) as the export expects them."""
-    from res2net.data.image import load_image
-    from res2net.data.transforms import EvalTransform
-    from res2net.models.zoo import Preprocess
-
     card = getattr(model, "pretrained_cfg", None)
     pre = card.preprocess if card is not None else Preprocess()
     p = json.loads((meta or {}).get("preprocess", "null") or "null")
-    resize = p["resize_short"] if p else round(pre.resize_short * h / pre.crop_size)
     if h != w:
         raise ExportError(f"verification needs a square input, the export is {h}x{w}")
-    t = EvalTransform(resize, h, pre.interpolation, pre.mean, pre.std)
+    t = EvalTransform.from_preprocess(pre.at_crop(h).with_sizes(resize_short=p["resize_short"] if p else None))
     return np.stack([t(load_image(im)) for im in images])
 
 
@@ -233,26 +228,6 @@ class VerifyReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def compare_outputs(ours: np.ndarray, ref: np.ndarray, k: int = 5) -> dict[str, float]:
-    """Max abs difference, relative error of the per-image centred outputs, top-1 and ordered top-k agreement."""
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    if ours.shape != ref.shape:
-        raise ExportError(f"export output shape {ours.shape} differs from PyTorch's {ref.shape}")
-    centred = lambda t: t - t.mean(axis=1, keepdims=True)  # noqa: E731
-    rel = np.linalg.norm(centred(ours) - centred(ref), axis=1) / np.maximum(np.linalg.norm(centred(ref), axis=1), 1e-12)
-    k = min(k, ref.shape[1])
-    topk = lambda t: np.argsort(-t, axis=1, kind="stable")[:, :k]  # noqa: E731
-    finite = bool(np.isfinite(ours).all())
-    return {
-        "max_abs_diff": float(np.abs(ours - ref).max()) if finite else float("inf"),
-        "max_abs_ref": float(np.abs(ref).max()),
-        "rel_error": float(rel.mean()) if finite else float("inf"),
-        "top1_agreement": float((ours.argmax(1) == ref.argmax(1)).mean()),
-        "topk_agreement": float((topk(ours) == topk(ref)).all(axis=1).mean()),
-        "k": k,
-    }
 
 
 def verify_export(
@@ -288,7 +263,10 @@ def verify_export(
     with eval_mode(model), torch.no_grad():
         cpu_model = model if next(model.parameters()).device.type == "cpu" else model.cpu()
         ref = InferenceModel(cpu_model, softmax)(torch.from_numpy(x)).float().numpy()
-    m = compare_outputs(ours, ref, topk)
+    try:
+        m = compare_outputs(ours, ref, topk)
+    except ValueError as e:
+        raise ExportError(f"export {e}") from None
     report = VerifyReport(
         format=artifact.fmt,
         path=str(path),

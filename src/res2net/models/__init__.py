@@ -1,6 +1,5 @@
 """Res2Net architectures and the registry of named models."""
 
-from res2net.models.factory import create_model
 from res2net.models.res2net import Bottle2neck, Res2Net, Res2NetConfig, Res2NetFeatures
 from res2net.models.zoo import ModelCard, Preprocess, get_card, list_models
 
@@ -11,7 +10,17 @@ __all__ = [
     "Res2Net",
     "Res2NetConfig",
     "Res2NetFeatures",
-    "create_model",
     "get_card",
     "list_models",
 ]
+
+
+def __getattr__(name: str):
+    # Deprecated alias: create_model loads weights, so it lives above models/ and weights/ in res2net.factory.
+    if name == "create_model":
+        from res2net._deprecated import warn_moved
+        from res2net.factory import create_model
+
+        warn_moved("res2net.models.create_model", "res2net.create_model")
+        return create_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

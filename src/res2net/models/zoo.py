@@ -16,26 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from res2net.data.preprocess import Preprocess
 from res2net.errors import Res2NetError
 from res2net.models.res2net import Res2NetConfig
 
 PADDLE_BASE_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
 TIMM_BASE_URL = "https://huggingface.co/timm/"
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Eval preprocessing a checkpoint expects (PaddleClas: resize short 256, crop 224)."""
-
-    resize_short: int = 256
-    crop_size: int = 224
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    channel_order: str = "RGB"
 
 
 @dataclass(frozen=True)
@@ -68,8 +54,14 @@ _PADDLE_LICENSE = (
 )
 _TIMM_LICENSE = "timm lists these weights as licence 'unknown'; trained by the Res2Net authors (CC BY-NC-SA 4.0 code)."
 
-_PADDLE = dict(stage_rule="stride", pool_count_include_pad=False)
-_TIMM = dict(stage_rule="downsample", pool_count_include_pad=True)
+# The forward semantics each ecosystem's weights were trained with (res2net.models.res2net docstring):
+# the one table the zoo's configs, the weights loader's warning and the timm anchor read.
+SEMANTICS: dict[str, dict] = {
+    "paddle": dict(stage_rule="stride", pool_count_include_pad=False),
+    "timm": dict(stage_rule="downsample", pool_count_include_pad=True),
+}
+_PADDLE = SEMANTICS["paddle"]
+_TIMM = SEMANTICS["timm"]
 _VD = dict(deep_stem=True, stem_width=32, avg_down=True)
 
 _DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 12, 48, 3)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from res2net.serve.errors import ServeError
+
 
 @dataclass
 class ServeConfig:
@@ -37,8 +39,6 @@ class ServeConfig:
     warmup: bool = True
 
     def __post_init__(self) -> None:
-        from res2net.serve.errors import ServeError
-
         checks = {
             "max_batch_size": self.max_batch_size >= 1,
             "max_delay_ms": self.max_delay_ms >= 0,

@@ -19,21 +19,6 @@ from res2net.models import get_card
 log = logging.getLogger(__name__)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64, exactly as ``Predictor.predict`` computes it (so scores and
-    tie-breaking agree to the last digit)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the ``k`` largest probabilities per row, largest first (ties: lower index)."""
-    k = min(k, probs.shape[-1])
-    idx = np.argsort(-probs, axis=-1, kind="stable")[..., :k]
-    return idx.astype(np.int64), np.take_along_axis(probs, idx, axis=-1)
-
-
 class ServedModel:
     """One loaded model. ``infer`` is called from the batcher's single inference thread only."""
 
@@ -73,8 +58,8 @@ class ServedModel:
         return self.predictor.preprocess([image])[0].numpy()
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """``[B, 3, H, W]`` float32 -> ``[B, num_classes]`` float64 probabilities (softmax of the logits)."""
-        return softmax(self.predictor.forward(np.ascontiguousarray(batch, dtype=np.float32)))
+        """``[B, 3, H, W]`` float32 -> ``[B, num_classes]`` float32 logits (ranked and softmaxed by the caller)."""
+        return self.predictor.forward(np.ascontiguousarray(batch, dtype=np.float32))
 
     def warmup(self, batch_sizes: tuple[int, ...]) -> float:
         """Run the decode path and each batch size once, so the first real request is not the slow one."""

@@ -74,7 +74,7 @@ def _configure_access_log(enabled: bool) -> None:
 
 async def serve(cfg: ServeConfig, reuse_port: bool = False) -> int:
     """Run one server process until SIGTERM/SIGINT; returns the exit code."""
-    from res2net.serve.app import create_app
+    from res2net.serve.app import create_app  # here, in the worker: PROMETHEUS_MULTIPROC_DIR is set by now
     from res2net.serve.grpc_service import create_grpc_server, grpc_address
     from res2net.serve.metrics import Metrics
     from res2net.serve.service import InferenceService

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from res2net._version import __version__
 from res2net.data.image import ImageError
 from res2net.models import get_card
+from res2net.predict.postprocess import softmax, top_k
 from res2net.serve.batching import DynamicBatcher, allowed_batch_sizes
 from res2net.serve.config import ServeConfig
 from res2net.serve.errors import BadRequest, NotFound, PayloadTooLarge, QueueFull, Timeout, Unavailable
 from res2net.serve.metrics import Metrics
-from res2net.serve.model import ServedModel, top_k
+from res2net.serve.model import ServedModel
 from res2net.serve.oip import InferRequest, InferResponse, OutputTensor, wants_binary
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class Classification:
     scores: list[float]
     label_names: list[str]
     probabilities: np.ndarray
+    logits: np.ndarray  # what the classes are ranked by (res2net.predict.postprocess.top_k)
 
     def as_dict(self, filename: str | None = None) -> dict:
         """The JSON form: exactly what ``Predictor.predict`` returns (scores rounded to 5 decimals,
@@ -184,10 +187,11 @@ class InferenceService:
             self.metrics.rejected.labels("timeout").inc()
             raise Timeout(f"request did not finish within {timeout_s:g} s") from None
 
-    def _classification(self, probs: np.ndarray, k: int) -> Classification:
-        ids, scores = top_k(probs, k)
+    def _classification(self, logits: np.ndarray, k: int) -> Classification:
+        ids, scores = top_k(logits, k)  # ranked by logits: the Predictor's order and tie rule
+        probs = softmax(logits)
         labels = self.model.labels
-        return Classification(ids.tolist(), scores.tolist(), [labels[i] for i in ids], probs)
+        return Classification(ids.tolist(), scores.tolist(), [labels[i] for i in ids], probs, logits)
 
     async def _decode(self, images: list[bytes]) -> list[np.ndarray | ImageError]:
         loop = asyncio.get_running_loop()
@@ -256,8 +260,6 @@ class InferenceService:
 
     # ------------------------------------------------------------------------------------ OIP
     def server_metadata(self) -> dict:
-        from res2net import __version__
-
         return {"name": "res2net", "version": __version__, "extensions": EXTENSIONS}
 
     def model_metadata(self) -> dict:
@@ -366,7 +368,7 @@ class InferenceService:
         cls = params.get("classification")
         if cls is not None:  # Triton's classification extension: "score:index:label" strings
             kk = self.top_k_param(cls)
-            ids, scores = top_k(probs, kk)
+            ids, scores = top_k(np.stack([r.logits for r in results]), kk)
             items = [
                 f"{s:f}:{i}:{self.model.labels[i]}".encode()
                 for row_i, row_s in zip(ids, scores)

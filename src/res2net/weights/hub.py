@@ -17,19 +17,21 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from res2net._paths import res2net_home, sha256_file
 from res2net.models.zoo import PADDLE_BASE_URL, TIMM_BASE_URL, ModelCard, get_card
 from res2net.weights.formats import WeightsError
-from res2net.weights.load import sha256_file
 
 _CHUNK = 1 << 16
+OFFICIAL_WEIGHTS = ("official", "pretrained")  # what --weights / weights= accept for "the released weights"
+
+
+def is_official(weights: str) -> bool:
+    """Whether a ``--weights`` value names the model's released weights rather than a file."""
+    return weights.lower() in OFFICIAL_WEIGHTS
 
 
 class WeightsUnavailableError(WeightsError):
     """Official weights could not be downloaded and are not cached."""
-
-
-def res2net_home() -> Path:
-    return Path(os.environ.get("RES2NET_HOME", Path.home() / ".cache" / "res2net"))
 
 
 def weights_dir() -> Path:

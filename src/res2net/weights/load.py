@@ -8,7 +8,6 @@ different ``num_classes`` (fine-tuning): the file's head is then dropped and re-
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -17,13 +16,12 @@ import torch
 from torch import nn
 
 from res2net.models.res2net import Res2Net, Res2NetConfig
+from res2net.models.zoo import SEMANTICS, get_card, list_models
 from res2net.weights.formats import RawWeights, WeightsError, read_weights
 from res2net.weights.paddle import detect_key_style, paddle_key_maps
 
 log = logging.getLogger(__name__)
 
-# Forward semantics each ecosystem's weights were trained with (res2net.models.res2net docstring).
-ORIGIN_SEMANTICS = {"paddle": ("stride", False), "timm": ("downsample", True)}
 _PREFIXES = (("module.", ""), ("backbone.", ""), ("head.fc.", "fc."), ("model.", ""))
 
 
@@ -83,15 +81,13 @@ def _expected_shapes(model: nn.Module) -> dict[str, torch.Size]:
 
 def guess_model(raw: RawWeights) -> str | None:
     """The registered model whose key set and shapes this file matches exactly (ignoring the head size)."""
-    from res2net.models.zoo import _REGISTRY
-
     family = "paddleclas" if weights_origin(raw) == "paddle" else "timm"
-    for card in sorted(_REGISTRY.values(), key=lambda c: c.family != family):
+    for card in sorted(map(get_card, list_models()), key=lambda c: c.family != family):
         cfg = card.config
         with torch.device("meta"):
             expected = _expected_shapes(Res2Net(cfg))
         try:
-            tensors = _convert(raw, cfg)
+            tensors = convert_tensors(raw, cfg)
         except WeightsError:
             continue
         missing, unexpected, mismatched = _check(tensors, expected)
@@ -100,7 +96,8 @@ def guess_model(raw: RawWeights) -> str | None:
     return None
 
 
-def _convert(raw: RawWeights, cfg: Res2NetConfig) -> dict[str, torch.Tensor]:
+def convert_tensors(raw: RawWeights, cfg: Res2NetConfig) -> dict[str, torch.Tensor]:
+    """``raw``'s tensors under our state-dict names for ``cfg`` (unchecked: :func:`load_weights` checks)."""
     if raw.origin in ("paddle", "paddle_inference"):
         return _from_paddle(raw, cfg)
     tensors = _strip_prefixes(dict(raw.tensors))
@@ -113,22 +110,32 @@ def weights_origin(raw: RawWeights) -> str:
     """Which ecosystem's forward semantics the weights were trained under."""
     if raw.origin.startswith("paddle"):
         return "paddle"
-    if raw.metadata.get("origin") in ORIGIN_SEMANTICS:
+    if raw.metadata.get("origin") in SEMANTICS:
         return raw.metadata["origin"]
     if detect_key_style(set(_strip_prefixes(dict(raw.tensors)))) == "structured":
         return "paddle"
     return "timm"
 
 
-def load_weights(model: Res2Net, path: str | Path, *, strict_head: bool = True) -> str:
-    """Load ``path`` into ``model`` after strict key/shape checks; return the weights' origin.
+def classifier_size(raw: RawWeights, cfg: Res2NetConfig) -> int | None:
+    """The number of classes ``raw``'s classifier has under ``cfg`` (``None``: no classifier we recognise)."""
+    fc = convert_tensors(raw, cfg).get("fc.weight")
+    return int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None
 
-    With ``strict_head=False`` a classifier of a different size is skipped (the model keeps its
-    freshly initialised head), which is what fine-tuning on a new label set needs.
+
+def load_weights(model: Res2Net, source: str | Path | RawWeights, *, strict_head: bool = True) -> str:
+    """Load ``source`` (a file, or one already read by :func:`read_weights`) into ``model`` after strict
+    key/shape checks; return the weights' origin.
+
+    Passing the :class:`RawWeights` a caller already has (the Predictor reads a file once to learn its
+    classifier size) saves reading a large file again. With ``strict_head=False`` a classifier of a
+    different size is skipped (the model keeps its freshly initialised head), which is what
+    fine-tuning on a new label set needs.
     """
-    raw = read_weights(path)
+    raw = source if isinstance(source, RawWeights) else read_weights(source)
+    path = raw.path
     cfg = model.cfg
-    tensors = _convert(raw, cfg)
+    tensors = convert_tensors(raw, cfg)
     expected = _expected_shapes(model)
     missing, unexpected, mismatched = _check(tensors, expected)
     head_only = mismatched and all(k.startswith("fc.") for k, _, _ in mismatched)
@@ -152,7 +159,7 @@ def load_weights(model: Res2Net, path: str | Path, *, strict_head: bool = True) 
             buf.zero_()
 
     origin = weights_origin(raw)
-    rule, count_pad = ORIGIN_SEMANTICS[origin]
+    rule, count_pad = SEMANTICS[origin]["stage_rule"], SEMANTICS[origin]["pool_count_include_pad"]
     if (cfg.stage_rule, cfg.pool_count_include_pad) != (rule, count_pad):
         warnings.warn(
             f"{path}: {origin} weights loaded into a model with "
@@ -184,42 +191,3 @@ def _mismatch_message(raw: RawWeights, cfg: Res2NetConfig, missing, unexpected, 
     if guess:
         lines.append(f"  This file looks like weights for {guess!r}: create_model({guess!r}, pretrained=...).")
     return "\n".join(lines)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def convert_to_safetensors(src: str | Path, dst: str | Path, model_name: str | None = None) -> dict[str, str]:
-    """Convert ``src`` (any supported format) to ``dst`` .safetensors with provenance metadata.
-
-    The model is guessed from the file when ``model_name`` is not given. Returns the metadata.
-    """
-    from safetensors.torch import save_file
-
-    from res2net.models.factory import create_model
-
-    raw = read_weights(src)
-    if model_name is None:
-        model_name = guess_model(raw)
-        if model_name is None:
-            raise WeightsError(f"{src}: could not tell which model these weights belong to; pass --model NAME")
-    model = create_model(model_name, pretrained=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        origin = load_weights(model, src)
-    meta = {
-        "format": "res2net",
-        "model": model_name,
-        "origin": origin,
-        "source": Path(src).name,
-        "source_sha256": sha256_file(src),
-    }
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(dst), metadata=meta)
-    return meta
