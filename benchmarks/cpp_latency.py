@@ -8,9 +8,11 @@ One run of the ``res2net benchmark`` harness (alternating rounds, one process pe
 seeded weights everywhere) over these runners, fp32 and int8 where they have it:
 
 * ``paddle``: Paddle Inference + oneDNN as PaddleClas's ``ClsPredictor`` runs it, from ``.venv-paddle``;
-* ``openvino`` / ``torch``: ``res2net.Predictor`` (Python) on OpenVINO and PyTorch eager;
+* ``openvino``: ``res2net.Predictor`` (Python) on OpenVINO;
 * ``cpp``: ``deploy/cpp/build/res2net_predict`` on the OpenVINO IR (the int8 IR is the Python
-  engine's recipe and calibration); ``cpp-pt2``: the same binary on the ``.pt2`` package (libtorch).
+  engine's recipe and calibration); with ``--with-pt2`` also ``cpp-pt2`` (the same binary on the
+  ``.pt2`` package, libtorch) and ``torch`` (the Python predictor on PyTorch eager) — slow on a
+  shared machine (see docs/deploy.md on OpenMP's spin-waiting), hence not by default.
 
 Model-only latency (batch 1/4/8), end-to-end images/s (JPEG files -> top-5) and, on the same files,
 decode + preprocess time per image: the C++ binary's own (OpenCV), and Python's ``load_image`` +
@@ -28,7 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-ENGINES = ["paddle", "openvino", "cpp", "cpp-pt2", "torch"]
+ENGINES = ["paddle", "openvino", "cpp"]
+PT2_ENGINES = ["cpp-pt2", "torch"]  # --with-pt2: the .pt2 package in C++ and PyTorch eager in Python
 
 
 def python_preprocess_ms(files: list[Path], size: int, passes: int = 3) -> float:
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--e2e-count", type=int, default=48)
     p.add_argument("--output-dir", default="benchmark-cpp")
+    p.add_argument("--with-pt2", action="store_true", help="also the .pt2 package (C++) and PyTorch eager (Python)")
     args = p.parse_args(argv)
 
     from res2net.benchmark.core import Settings, e2e_files, run_benchmark
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         models=[args.model],
         batch_sizes=args.batch_sizes,
-        engines=ENGINES,
+        engines=ENGINES + (PT2_ENGINES if args.with_pt2 else []),
         precisions=["fp32", "int8"],
         threads=args.threads,
         repeats=args.repeats,
