@@ -131,7 +131,11 @@ def test_int8_agrees_with_python_int8_on_trained_digits(binary, digits_model, tm
     top-1 on the 359 digits val images, and int8 keeps the trained model's accuracy."""
     from res2net.export.openvino import export_openvino
     from res2net.predict import Predictor
+    from res2net.runtime.openvino_engine import OpenVINOEngine
 
+    reason = OpenVINOEngine.unavailable_reason("int8", "cpu")
+    if reason:  # OpenVINO lists INT8 on every x86 CPU it supports (AVX2 included); nncf may be missing
+        pytest.skip(f"no OpenVINO int8 here: {reason}")
     model, transform = digits_model.load(), digits_model.transform()
     samples = sorted(digits_model.val_samples, key=lambda s: str(s[0]))
     calibration = [str(p) for p, _ in samples[::4]]  # ~90 images, the same for both
