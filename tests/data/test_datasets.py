@@ -75,10 +75,15 @@ def test_digits_tree_is_reused_not_rewritten(digits_tree):
 
 
 # ---------------------------------------------------------------------------------------------- robust decoding
-def test_unreadable_images_are_substituted_in_training_and_dropped_in_eval(digits_tree, tmp_path, caplog):
+@pytest.mark.parametrize("kind", ["png_signature_only", "tiff_rational_strip_offsets"])
+def test_unreadable_images_are_substituted_in_training_and_dropped_in_eval(digits_tree, tmp_path, caplog, kind):
+    from tests.data.test_image import tiff_rational_strip_offsets
+
     good = read_list_file(digits_tree.val_list, digits_tree.root)[:3]
     bad = tmp_path / "broken.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a PNG signature, then nothing
+    # a PNG signature then nothing (OSError in Pillow); a TIFF on which Pillow raises TypeError
+    signature_only = b"\x89PNG\r\n\x1a\n" + b"\x00" * 20
+    bad.write_bytes(signature_only if kind == "png_signature_only" else tiff_rational_strip_offsets())
     samples = [good[0], type(good[0])(bad, 9), good[1], good[2]]
     train = ImageDataset(samples, TrainTransform(crop_size=32), random_transform=True, on_error="substitute")
     arr, label, skipped = train[(1, "seed")]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from res2net.data.image import ImageError, find_images, load_image
+from res2net.data.image import ImageError, escape_name, find_images, load_image, prepare_image
 
 
 def cv2_rgb(path):
@@ -158,3 +158,61 @@ def test_find_images(tmp_path, photo):
     assert [f.name for f in found] == ["notes.txt", "b.jpg"]
     # a name that matches nothing is kept, so that the caller reports it
     assert find_images([tmp_path / "nope.jpg"]) == [tmp_path / "nope.jpg"]
+
+
+def tiff_rational_strip_offsets() -> bytes:
+    """A 1x1 grey TIFF whose StripOffsets tag (273) is typed RATIONAL: Pillow 10-13 raise ``TypeError``
+    on it (``'IFDRational' object cannot be interpreted as an integer``), found by fuzzing."""
+    short, long_, rational = 3, 4, 5
+    entries = [(256, short, 1), (257, short, 1), (258, short, 8), (259, short, 1), (262, short, 1)]
+    entries += [(273, rational, None), (277, short, 1), (278, short, 1), (279, long_, 1)]
+    data_at = 8 + 2 + 12 * len(entries) + 4  # header, IFD; then the rational, then the pixel
+    out = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, value in entries:
+        out += struct.pack("<HHII" if kind != short else "<HHIHxx", tag, kind, 1, data_at if value is None else value)
+    return out + struct.pack("<I", 0) + struct.pack("<II", data_at + 8, 1) + b"\x80"
+
+
+def test_any_decoder_exception_is_that_files_image_error(tmp_path, monkeypatch, photo):
+    p = tmp_path / "rational.tif"
+    p.write_bytes(tiff_rational_strip_offsets())
+    with pytest.raises(ImageError, match=r"rational.tif: corrupt image \(TypeError in the decoder") as e:
+        load_image(p)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ImageError, match=r"<\d+ bytes>: corrupt image \(TypeError"):
+        load_image(p.read_bytes())
+    # whatever a decoder raises (here: KeyError from a patched Pillow), it is the file's own error
+    good = tmp_path / "good.png"
+    Image.fromarray(photo).save(good)
+
+    def broken_load(self):
+        raise KeyError("mode table")
+
+    monkeypatch.setattr(Image.Image, "load", broken_load)
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", broken_load)
+    with pytest.raises(ImageError, match=r"good.png: corrupt image \(KeyError in the decoder"):
+        load_image(good)
+
+
+def test_prepare_image_names_the_input_whatever_the_transform_raises(tmp_path, photo):
+    p = tmp_path / "a.png"
+    Image.fromarray(photo).save(p)
+    assert prepare_image(p, lambda im: im.shape) == photo.shape
+
+    def transform(img):
+        raise ZeroDivisionError("geometry")
+
+    with pytest.raises(ImageError, match=r"a.png: cannot preprocess \(ZeroDivisionError: geometry\)"):
+        prepare_image(p, transform)
+    with pytest.raises(ImageError, match="corrupt image"):  # decoding failures keep their own message
+        prepare_image(tiff_rational_strip_offsets(), transform)
+
+
+def test_file_names_are_escaped_in_messages(tmp_path):
+    assert escape_name("cat.jpg") == "cat.jpg" and escape_name("猫 café.jpg") == "猫 café.jpg"
+    assert escape_name("a\nb\tc\rd\x1b[31m\x7f\u2028\\n.jpg") == "a\\nb\\tc\\rd\\x1b[31m\\x7f\\u2028\\\\n.jpg"
+    forged = tmp_path / "x.jpg\nerror: all good.jpg"
+    forged.write_bytes(b"not an image")
+    with pytest.raises(ImageError) as e:
+        load_image(forged)
+    assert "\n" not in str(e.value) and "x.jpg\\nerror: all good.jpg" in str(e.value)

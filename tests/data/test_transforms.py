@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from res2net.data.image import load_image
-from res2net.data.transforms import EvalTransform, center_crop, resize_short
+from res2net.data.transforms import INTERPOLATION, EvalTransform, center_crop, resize_center_crop, resize_short
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +54,31 @@ def paddle_python() -> Path | None:
     return exe if exe.exists() else None
 
 
+def run_oracle(tmp_path: Path, files: list[Path], arrays: dict[str, np.ndarray]):
+    """PaddleClas's ops (:data:`ORACLE`) on ``files`` and ``arrays`` in ``.venv-paddle``; skips without it."""
+    exe = paddle_python()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Paddle oracle environment is missing in CI: scripts/setup.sh must create .venv-paddle")
+        pytest.skip("no .venv-paddle (run scripts/setup.sh)")
+    (tmp_path / "files.json").write_text(json.dumps([str(f) for f in files]))
+    np.savez(tmp_path / "arrays.npz", **arrays)
+    script = tmp_path / "oracle.py"
+    script.write_text(ORACLE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run(
+        [str(exe), str(script), str(tmp_path / "files.json"), str(tmp_path / "arrays.npz"), str(tmp_path / "out.npz")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if proc.returncode:
+        sys.stderr.write(proc.stderr[-3000:])
+        pytest.fail(f"PaddleClas oracle failed ({proc.returncode})")
+    return np.load(tmp_path / "out.npz")
+
+
 def photo_files() -> list[Path]:
     """Real JPEG and PNG photos shipped by scikit-image, scikit-learn and res2net itself."""
     import skimage.data
@@ -81,6 +106,69 @@ def test_resize_short_rounding_and_crop_offsets():
         resize_short(np.zeros((1, 20_000, 3), np.uint8), 256)
 
 
+def plain_resize_crop(img, size=256, crop=224, interpolation="bilinear"):
+    """PaddleClas's ``ResizeImage`` then ``CropImage``: the whole image resized, then cropped."""
+    h, w = img.shape[:2]
+    scale = size / min(h, w)
+    resized = cv2.resize(
+        img, (int(round(w * scale)), int(round(h * scale))), interpolation=INTERPOLATION[interpolation]
+    )
+    return center_crop(resized, crop)
+
+
+def awkward_images() -> dict[str, np.ndarray]:
+    import skimage.data
+
+    rng = np.random.default_rng(0)
+    noise = lambda *shape: rng.integers(0, 256, shape, dtype=np.uint8)  # noqa: E731 - worst case: no smooth areas
+    return {
+        "chelsea": skimage.data.chelsea(),
+        "camera_gray_2d": skimage.data.camera(),
+        "noise": noise(37, 411, 3),
+        "upscaled": noise(20, 30, 3),
+        "wide_sliver": noise(3, 4000, 3),
+        "tall_sliver": noise(4000, 3, 3),
+        "one_row": noise(1, 700, 3),
+    }
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+def test_cropped_window_resize_equals_resize_then_crop(interpolation):
+    """The bounded-memory path (forced here with ``max_resized_pixels=0``) against the plain one."""
+    for name, img in awkward_images().items():
+        ours = resize_center_crop(img, 256, 224, interpolation, max_resized_pixels=0)
+        ref = plain_resize_crop(img, 256, 224, interpolation)
+        assert ours.shape == ref.shape and ours.dtype == np.uint8, name
+        diff = np.abs(ours.astype(int) - ref.astype(int))
+        assert diff.max() <= 1, f"{name} {interpolation}: max |diff| {diff.max()}/255"
+        if interpolation != "bicubic":  # bilinear/nearest reproduce cv2's own arithmetic
+            assert diff.mean() <= 0.01, f"{name} {interpolation}: mean |diff| {diff.mean():.4f}/255"
+    with pytest.raises(ValueError, match="cannot crop 224x224"):
+        resize_center_crop(awkward_images()["noise"], 200, 224)
+
+
+def test_4000x3_image_is_classified_in_bounded_memory(monkeypatch):
+    """Resizing all of a 4000x3 image to short side 256 is 341333x256 pixels (262 MB); the window is 224x224."""
+    import tracemalloc
+
+    img = awkward_images()["wide_sliver"]
+    ref = plain_resize_crop(img)  # before the spy: the reference does allocate the whole resized image
+    sizes = []
+    real_resize = cv2.resize
+    monkeypatch.setattr(
+        cv2, "resize", lambda src, dsize, *a, **k: sizes.append(dsize) or real_resize(src, dsize, *a, **k)
+    )
+    tracemalloc.start()
+    try:
+        x = EvalTransform()(img)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert x.shape == (3, 224, 224) and np.isfinite(x).all()
+    assert sizes == [] and peak < 16 * 2**20, (sizes, peak)  # no full-size resize; numpy peak under 16 MB
+    np.testing.assert_allclose(x, EvalTransform().normalize(ref), atol=1.01 / 255 / min(EvalTransform().std))
+
+
 def test_normalize_formula():
     t = EvalTransform()
     img = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
@@ -92,30 +180,10 @@ def test_normalize_formula():
 
 @pytest.mark.paddle
 def test_preprocessing_matches_paddleclas_ops(tmp_path):
-    exe = paddle_python()
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("the Paddle oracle environment is missing in CI: scripts/setup.sh must create .venv-paddle")
-        pytest.skip("no .venv-paddle (run scripts/setup.sh)")
     files = photo_files()
     assert len(files) >= 8
     ours_decoded = {str(i): load_image(f) for i, f in enumerate(files)}
-    (tmp_path / "files.json").write_text(json.dumps([str(f) for f in files]))
-    np.savez(tmp_path / "arrays.npz", **ours_decoded)
-    script = tmp_path / "oracle.py"
-    script.write_text(ORACLE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run(
-        [str(exe), str(script), str(tmp_path / "files.json"), str(tmp_path / "arrays.npz"), str(tmp_path / "out.npz")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    if proc.returncode:
-        sys.stderr.write(proc.stderr[-3000:])
-        pytest.fail(f"PaddleClas oracle failed ({proc.returncode})")
-    ref = np.load(tmp_path / "out.npz")
+    ref = run_oracle(tmp_path, files, ours_decoded)
     t = EvalTransform()
     for i, f in enumerate(files):
         # 1. same decoded pixels: resize + crop identical, normalisation within float rounding
@@ -126,3 +194,16 @@ def test_preprocessing_matches_paddleclas_ops(tmp_path):
         diff = np.abs(crop.astype(np.int16) - ref[f"file_crop_{i}"].astype(np.int16))
         assert diff.max() <= 2 and diff.mean() <= 0.25, f"{f.name}: max {diff.max()}, mean {diff.mean():.3f} (/255)"
         assert ref[f"file_crop_{i}"].shape == (224, 224, 3)
+
+
+@pytest.mark.paddle
+def test_extreme_aspect_ratios_match_paddleclas_ops(tmp_path):
+    """PaddleClas resizes a 4000x3 image whole (341333x256) before cropping; we resize only the window."""
+    arrays = {k: v for k, v in awkward_images().items() if v.ndim == 3}
+    ref = run_oracle(tmp_path, [], arrays)
+    t = EvalTransform()
+    for name, img in arrays.items():
+        for limit in (0, None):  # the window path forced, and the default choice
+            crop = resize_center_crop(img, 256, 224, max_resized_pixels=limit) if limit == 0 else t.crop(img)
+            diff = np.abs(crop.astype(int) - ref[f"arr_crop_{name}"].astype(int))
+            assert diff.max() <= 1, f"{name} (limit {limit}): max |diff| {diff.max()}/255 from PaddleClas"

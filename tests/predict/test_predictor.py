@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 import res2net
-from res2net.data.image import ImageError, load_image
+from res2net.data.image import ImageError, escape_name, load_image
 from res2net.data.transforms import EvalTransform
 from res2net.export.quantize import sample_images
 from res2net.models.fuse import fold_batchnorm
@@ -242,17 +242,24 @@ def image_folder(tmp_path_factory) -> Path:
     from tests.data.test_image import _png_header_only
 
     (d / "k_huge.png").write_bytes(_png_header_only(300_000, 300_000))
-    Image.new("RGB", (20_000, 1), (10, 200, 30)).save(d / "m_sliver.png")  # would resize to 256 x 5.1M
+    # would resize to 256 x 5.1M: classified from the part that survives the centre crop
+    Image.new("RGB", (20_000, 1), (10, 200, 30)).save(d / "m_sliver.png")
+    from tests.data.test_image import tiff_rational_strip_offsets
+
+    (d / "n_rational.tif").write_bytes(tiff_rational_strip_offsets())  # Pillow raises TypeError on it
+    im.save(d / FORGED)  # a good image whose name would forge a line of text output
     return d
 
 
+FORGED = "o_forged\nerror: x.png"
 GOOD = ["a_rgb.jpg", "b_gray.png", "c_palette.png", "d_alpha.png", "e_cmyk.jpg", "f_16bit.png", "g_exif_rotated.jpg"]
+GOOD += ["m_sliver.png", FORGED]
 BAD = {
     "h_zero.jpg": "empty",
     "i_text.jpg": "not an image",
     "j_truncated.jpg": "truncated",
     "k_huge.png": "refusing",
-    "m_sliver.png": "aspect ratio",
+    "n_rational.tif": "corrupt image (TypeError in the decoder",
 }
 
 
@@ -262,8 +269,8 @@ def test_cli_bad_inputs_in_one_batch(image_folder, tiny_weights, tmp_path):
     out = run_cli(image_folder, missing, "--weights", tiny_weights, "--engine", "torch", "--batch-size", "4", env=env)
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr
-    lines = out.stdout.splitlines()
-    assert [Path(ln.split(":\t")[0]).name for ln in lines] == GOOD
+    lines = out.stdout.splitlines()  # one line per good image: the newline in FORGED is escaped
+    assert [Path(ln.split(":\t")[0]).name for ln in lines] == [escape_name(g) for g in GOOD]
     assert all("class id(s): [" in ln and "label_name(s): [" in ln for ln in lines)
     errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == len(BAD) + 1

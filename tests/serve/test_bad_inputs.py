@@ -89,7 +89,7 @@ def test_paddle_route_bad_image(server, bad_images):
     r = httpx.post(server.url("/imagenet/prediction"), json={"key": ["image"], "value": ["%%% not base64"]})
     assert r.status_code == 400 and "base64" in r.json()["err_msg"]
     r = httpx.post(server.url("/imagenet/prediction"), content=b"{broken")
-    assert r.status_code == 400 and "not JSON" in r.json()["err_msg"]
+    assert r.status_code == 400 and "not valid JSON" in r.json()["err_msg"]
 
 
 def test_one_bad_image_never_fails_the_others(server, images, bad_images, predictor):

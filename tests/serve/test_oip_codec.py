@@ -12,11 +12,10 @@ from res2net.serve.oip import (
     OutputTensor,
     decode_bytes_elements,
     encode_bytes_elements,
-    encode_grpc_response,
     encode_rest_response,
-    parse_grpc_request,
     parse_rest_request,
 )
+from res2net.serve.oip_grpc import encode_grpc_response, parse_grpc_request
 from res2net.serve.proto import grpc_predict_v2_pb2 as pb
 
 

@@ -53,10 +53,13 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(reference_run, small_dig
     ck = load_checkpoint(out / LAST)
     assert (ck["state"]["epoch"], ck["state"]["step"], ck["state"]["batch"]) == (1, 9, 2)
     assert [r["epoch"] for r in read_metrics(out)] == [1]
+    with open(out / "metrics.jsonl", "ab") as f:  # as if the disk filled up mid-write of epoch 2's line
+        f.write(b'{"epoch": 2, "step": 18, "train_lo')
 
     proc = run_training(small_overrides(small_digits, out, "DataLoader.Train.num_workers=2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "resumed from" in (out / "train.log").read_text()
+    log = (out / "train.log").read_text()
+    assert "resumed from" in log and "dropping its torn last line" in log
     _assert_same_weights(reference_run, out)
     _assert_same_metrics(reference_run, out)
 

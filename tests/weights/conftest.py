@@ -31,3 +31,13 @@ def paddle_oracle(tmp_path_factory) -> Path:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         pytest.fail(f"Paddle oracle failed with exit code {proc.returncode}")
     return out
+
+
+@pytest.fixture(scope="session")
+def reader():
+    """A child process that loads weights under an address-space cap (tests/weights/reader_process.py)."""
+    from tests.weights.reader_process import ReaderProcess
+
+    proc = ReaderProcess()
+    yield proc
+    proc.close()

@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 from tqdm.auto import tqdm
 
-from res2net.data.image import find_images
+from res2net.data.image import escape_name, find_images
 from res2net.data.transforms import EvalTransform
 from res2net.errors import Res2NetError
 from res2net.export.quantize import sample_images
@@ -54,8 +54,8 @@ def _format(result: dict, as_json: bool) -> str:
     if as_json:
         return json.dumps(result, ensure_ascii=False)
     scores = "[" + ", ".join(f"{s:.2f}" for s in result["scores"]) + "]"
-    return (
-        f"{result['filename']}:\tclass id(s): {result['class_ids']}, score(s): {scores}, "
+    return (  # the name escaped: a file name holding a newline or tab must not forge a result line
+        f"{escape_name(str(result['filename']))}:\tclass id(s): {result['class_ids']}, score(s): {scores}, "
         f"label_name(s): {result['label_names']}"
     )
 

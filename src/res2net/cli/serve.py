@@ -26,6 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="server processes sharing the ports (each loads the model)")
     p.add_argument("--timeout", type=float, default=30.0, dest="timeout_s", help="per-request timeout, seconds")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="request body limit (413 beyond)")
+    p.add_argument(
+        "--max-connections", type=int, default=1000, help="open HTTP connections; beyond, the longest-idle is closed"
+    )
+    p.add_argument(
+        "--header-timeout", type=float, default=10.0, dest="header_timeout_s", help="seconds to send request headers"
+    )
+    p.add_argument(
+        "--body-timeout", type=float, default=60.0, dest="body_timeout_s", help="seconds to send the body (408 beyond)"
+    )
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="decoded image size limit (decompression bombs)")
     p.add_argument("--top-k", type=int, default=5, help="classes returned per image unless a request asks otherwise")
     p.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores / workers)")
@@ -50,6 +59,9 @@ def main(args: argparse.Namespace) -> int:
         workers=args.workers,
         timeout_s=args.timeout_s,
         max_body_mb=args.max_body_mb,
+        max_connections=args.max_connections,
+        header_timeout_s=args.header_timeout_s,
+        body_timeout_s=args.body_timeout_s,
         max_pixels=args.max_pixels,
         top_k=args.top_k,
         threads=args.threads,

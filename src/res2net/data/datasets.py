@@ -5,8 +5,8 @@
 * **ImageFolder**: ``root/<class>/**/<image>``; classes sorted by folder name (torchvision's rule),
   so the label of a class does not depend on the file system's listing order.
 
-Images are decoded by :func:`res2net.data.image.load_image` (robust, RGB). A corrupt or unreadable image
-never kills a run: it is logged once with its path and reason, and counted. Training datasets
+Images are decoded and transformed by :func:`res2net.data.image.prepare_image` (robust, RGB). A corrupt
+or unreadable image never kills a run: it is logged once with its path and reason, and counted. Training datasets
 *substitute* the next readable image (so every batch keeps its size, which DDP and ``torch.compile``
 need); evaluation datasets *drop* it (so no image is counted twice). Each item reports how many
 images it skipped, and the training loop adds these up into the epoch summary.
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from res2net.data.image import IMAGE_EXTENSIONS, ImageError, load_image
+from res2net.data.image import IMAGE_EXTENSIONS, ImageError, prepare_image
 from res2net.errors import Res2NetError
 
 log = logging.getLogger(__name__)
@@ -164,9 +164,8 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def _load(self, index: int, rng: random.Random | None):
         s = self.samples[index]
-        img = load_image(s.path)
-        arr = self.transform(img, rng) if self.random_transform else self.transform(img)
-        return arr, s.label
+        transform = (lambda img: self.transform(img, rng)) if self.random_transform else self.transform
+        return prepare_image(s.path, transform), s.label
 
     def _report(self, path: Path, err: Exception) -> None:
         if path not in self._reported:  # once per worker and file, not once per epoch and batch

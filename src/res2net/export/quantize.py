@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from res2net.cpu import has_int8_dot, isa_level
-from res2net.data.image import IMAGE_EXTENSIONS, ImageError, find_images, load_image
+from res2net.data.image import IMAGE_EXTENSIONS, ImageError, find_images, load_image, prepare_image
 from res2net.data.transforms import EvalTransform, resize_short
 from res2net.errors import Res2NetError
 
@@ -196,8 +196,8 @@ def calibration_data(
     arrays = []
     for f in files:
         try:
-            arrays.append(transform(load_image(f)))
-        except (ImageError, ValueError) as e:
+            arrays.append(prepare_image(f, transform))
+        except ImageError as e:
             log.warning("calibration: skipping %s", e)
     if not arrays:
         raise CalibrationError(f"{source}: none of the {len(files)} calibration images could be read")

@@ -27,13 +27,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from res2net._paths import sha256_file, state_digest
-from res2net.data.image import ImageError, ImageSource, describe_source, find_images, load_image
+from res2net.data.image import ImageError, ImageSource, find_images, prepare_image
 from res2net.data.labels import load_labels
 from res2net.data.transforms import EvalTransform
 from res2net.errors import Res2NetError
@@ -260,11 +259,7 @@ class Predictor:
         return out
 
     def _prepare(self, source: ImageSource) -> np.ndarray:
-        img = load_image(source)  # ImageError naming the source
-        try:
-            return self.transform(img)
-        except (ValueError, cv2.error) as e:
-            raise ImageError(f"{describe_source(source)}: cannot preprocess ({e})") from None
+        return prepare_image(source, self.transform)  # ImageError naming the source
 
     def preprocess(self, images) -> torch.Tensor:
         """Images (paths, folders, globs, bytes, arrays, PIL images) -> float32 NCHW tensor, PaddleClas-exact."""

@@ -14,7 +14,10 @@ class ServeConfig:
 
     Limits exist so that no request, and no crowd of requests, can make the process grow without
     bound: ``max_queue`` images may be admitted at once (decoding, waiting or in a batch), each
-    request body is at most ``max_body_mb``, each decoded image at most ``max_pixels``.
+    request body is at most ``max_body_mb``, each decoded image at most ``max_pixels``. And so that
+    slow clients cannot starve the others: request headers must arrive within ``header_timeout_s``,
+    the body within ``body_timeout_s`` after them, and beyond ``max_connections`` open connections
+    the longest-idle one is closed to let a new one in (docs/serving.md, "Limits").
     """
 
     model: str
@@ -34,7 +37,9 @@ class ServeConfig:
     top_k: int = 5
     threads: int | None = None  # torch intra-op threads; default: CPU cores / workers
     decode_threads: int | None = None  # image decoding pool; default: min(4, CPU cores)
-    max_connections: int | None = None  # concurrent HTTP connections before uvicorn itself says 503
+    max_connections: int = 1000  # open HTTP connections; beyond, the longest-idle one is closed
+    header_timeout_s: float = 10.0  # request line + headers must arrive within this (slowloris)
+    body_timeout_s: float = 60.0  # the whole body must arrive within this after the headers
     access_log: bool = True
     warmup: bool = True
 
@@ -48,6 +53,9 @@ class ServeConfig:
             "max_body_mb": self.max_body_mb > 0,
             "max_pixels": self.max_pixels > 0,
             "top_k": self.top_k >= 1,
+            "max_connections": self.max_connections >= 1,
+            "header_timeout_s": self.header_timeout_s > 0,
+            "body_timeout_s": self.body_timeout_s > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -66,8 +74,8 @@ class ServeConfig:
 
     @property
     def connection_limit(self) -> int:
-        """Connections beyond which uvicorn answers 503 before reading anything (last line of defence)."""
-        return self.max_connections or max(256, 4 * self.max_queue)
+        """Open HTTP connections (and concurrent gRPC calls) at most."""
+        return self.max_connections
 
     @property
     def torch_threads(self) -> int:

@@ -39,6 +39,14 @@ class NotFound(ServeError):
     grpc_code = grpc.StatusCode.NOT_FOUND
 
 
+class RequestTimeout(ServeError):
+    """The client did not send its request body in time (slow or stalled upload); the connection closes."""
+
+    status = 408
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    headers = {"connection": "close"}
+
+
 class PayloadTooLarge(ServeError):
     """Request body (or its decompressed form, or its image count) over the configured limit."""
 

@@ -51,6 +51,15 @@ class Metrics:
         )
         self.images = Counter("res2net_images", "Images classified, by input kind.", ["kind"], registry=r)
         self.image_errors = Counter("res2net_image_errors", "Images that could not be decoded.", registry=r)
+        self.client_disconnects = Counter(
+            "res2net_client_disconnects",
+            "Requests whose client hung up before sending its whole body (no response possible), by route.",
+            ["route"],
+            registry=r,
+        )
+        self.connections = Gauge(
+            "res2net_http_connections", "Open HTTP connections.", registry=r, multiprocess_mode="livesum"
+        )
         self.rejected = Counter(
             "res2net_rejected", "Requests refused by backpressure or limits, by reason.", ["reason"], registry=r
         )

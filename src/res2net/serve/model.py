@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from res2net.data.image import load_image
+from res2net.data.image import prepare_image
 from res2net.models import get_card
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,7 @@ class ServedModel:
 
     def decode(self, data: bytes) -> np.ndarray:
         """Encoded image -> preprocessed ``float32`` CHW array; raises ``ImageError`` naming the problem."""
-        image = load_image(data, max_pixels=self.max_pixels)
-        return self.predictor.preprocess([image])[0].numpy()
+        return prepare_image(data, self.predictor.transform, self.max_pixels)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """``[B, 3, H, W]`` float32 -> ``[B, num_classes]`` float32 logits (ranked and softmaxed by the caller)."""

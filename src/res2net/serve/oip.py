@@ -3,13 +3,19 @@
 REST (JSON, plus Triton's *binary tensor data* extension that ``tritonclient.http`` uses by
 default) and gRPC (``inference.GRPCInferenceService``) requests are both parsed into
 :class:`InferRequest`, answered by the same code, and encoded back from :class:`InferResponse`.
-Everything a client sends is validated here with an error that names the tensor and the problem.
+Everything a client sends is validated here with an error that names the tensor and the problem:
+whatever the bytes, parsing ends in an :class:`InferRequest` or a :class:`BadRequest` — never another
+exception (hostile JSON nesting, 5000-digit integers, ``"²"`` as a number, ``1e400``, shapes such as
+``[0, 2**70]`` included; ``tests/serve/test_fuzz_codecs.py`` fuzzes it). The gRPC codec is in
+:mod:`res2net.serve.oip_grpc`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import reprlib
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,22 +39,14 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
-# Which InferTensorContents field carries each datatype in gRPC.
-GRPC_CONTENTS_FIELD = {
-    "BOOL": "bool_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
 BINARY_HEADER = "Inference-Header-Content-Length"
+MAX_DIMS = 32  # numpy's own limit is 64
+MAX_ELEMENTS = 2**32  # product of a shape's non-zero dimensions: far above any real tensor, far below overflow
+MAX_TIMEOUT_US = 2**63 - 1  # the protocol's int64 microseconds
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is True but int("²") fails
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+show = _short.repr  # a client's value in a message: bounded length and depth, whatever it is
 
 
 @dataclass
@@ -123,15 +121,29 @@ def decode_bytes_elements(buf: bytes | memoryview, what: str) -> list[bytes]:
     return out
 
 
-def _element_count(shape: tuple[int, ...], what: str) -> int:
+def element_count(shape: tuple[int, ...], what: str) -> int:
+    """Elements of a client's ``shape``, refusing shapes numpy could not even describe."""
+    if len(shape) > MAX_DIMS:
+        raise BadRequest(f"{what}: shape has {len(shape)} dimensions, at most {MAX_DIMS} are supported")
     if any(d < 0 for d in shape):
-        raise BadRequest(f"{what}: shape {list(shape)} has a negative dimension")
+        raise BadRequest(f"{what}: shape {show(list(shape))} has a negative dimension")
+    if math.prod(d for d in shape if d) > MAX_ELEMENTS:  # even with a 0 in it, numpy cannot make that shape
+        raise BadRequest(f"{what}: shape {show(list(shape))} is absurdly large (over {MAX_ELEMENTS} elements)")
     return math.prod(shape)
+
+
+def values_to_array(values: list, datatype: str, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Numbers from JSON or protobuf contents -> array; out-of-range values are the client's error."""
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            return np.asarray(values, dtype=NUMPY_DTYPES[datatype]).reshape(shape)
+    except (ValueError, OverflowError, TypeError, FloatingPointError) as e:
+        raise BadRequest(f"{what}: cannot read the values as {datatype} ({e})") from None
 
 
 def raw_to_tensor(raw: bytes | memoryview, datatype: str, shape: tuple[int, ...], what: str) -> np.ndarray | list:
     """Raw little-endian bytes of one input -> numpy array of ``shape`` (or list of BYTES elements)."""
-    count = _element_count(shape, what)
+    count = element_count(shape, what)
     if datatype == "BYTES":
         items = decode_bytes_elements(raw, what)
         if len(items) != count:
@@ -139,7 +151,7 @@ def raw_to_tensor(raw: bytes | memoryview, datatype: str, shape: tuple[int, ...]
         return items
     dtype = NUMPY_DTYPES.get(datatype)
     if dtype is None:
-        raise BadRequest(f"{what}: unsupported datatype {datatype!r}")
+        raise BadRequest(f"{what}: unsupported datatype {show(datatype)}")
     if len(raw) != count * dtype.itemsize:
         raise BadRequest(f"{what}: {datatype} shape {list(shape)} needs {count * dtype.itemsize} bytes, got {len(raw)}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
@@ -163,7 +175,7 @@ def _flatten(data: Any) -> list:
 
 def json_to_tensor(data: Any, datatype: str, shape: tuple[int, ...], what: str) -> np.ndarray | list:
     """JSON ``data`` (flat or nested, row-major) -> numpy array of ``shape`` (or list of BYTES strings)."""
-    count = _element_count(shape, what)
+    count = element_count(shape, what)
     flat = _flatten(data)
     if len(flat) != count:
         raise BadRequest(f"{what}: shape {list(shape)} needs {count} elements, 'data' has {len(flat)}")
@@ -171,15 +183,11 @@ def json_to_tensor(data: Any, datatype: str, shape: tuple[int, ...], what: str) 
         if not all(isinstance(x, str) for x in flat):
             raise BadRequest(f"{what}: BYTES elements must be JSON strings")
         return flat
-    dtype = NUMPY_DTYPES.get(datatype)
-    if dtype is None:
-        raise BadRequest(f"{what}: unsupported datatype {datatype!r}")
+    if datatype not in NUMPY_DTYPES:
+        raise BadRequest(f"{what}: unsupported datatype {show(datatype)}")
     if not all(isinstance(x, (int, float)) for x in flat):  # bool is an int
         raise BadRequest(f"{what}: {datatype} 'data' must hold only numbers")
-    try:
-        return np.asarray(flat, dtype=dtype).reshape(shape)
-    except (ValueError, OverflowError) as e:
-        raise BadRequest(f"{what}: cannot read 'data' as {datatype} ({e})") from None
+    return values_to_array(flat, datatype, shape, what)
 
 
 # ---------------------------------------------------------------------------------------------- REST
@@ -189,6 +197,26 @@ def _shape(value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
         raise BadRequest(f"{what}: 'shape' must be a list of integers")
     return tuple(value)
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """``json.loads`` whose every failure is the client's :class:`BadRequest`: bad syntax or encoding,
+    nesting deeper than the interpreter recurses (``RecursionError``), an integer literal over
+    Python's 4300-digit conversion limit (``ValueError``)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, the int-digits limit
+        raise BadRequest(f"{what} is not valid JSON: {e}") from None
+
+
+def _request_id(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # lenient: some clients send numbers
+        return str(value)
+    raise BadRequest(f"request 'id' must be a string, got {show(value)}")
 
 
 def _params(value: Any, what: str) -> dict[str, Any]:
@@ -205,7 +233,7 @@ def parse_rest_request(body: bytes, header_length: str | None, model_name: str, 
         try:
             n = int(header_length)
         except ValueError:
-            raise BadRequest(f"{BINARY_HEADER} must be an integer, got {header_length!r}") from None
+            raise BadRequest(f"{BINARY_HEADER} must be an integer, got {show(header_length)}") from None
         if not 0 <= n <= len(body):
             raise BadRequest(f"{BINARY_HEADER}={n} but the body has {len(body)} bytes")
         header, binary = body[:n], memoryview(body)[n:]
@@ -213,17 +241,14 @@ def parse_rest_request(body: bytes, header_length: str | None, model_name: str, 
         header, binary = body, memoryview(b"")
     if not header:
         raise BadRequest("empty request body: expected an inference request JSON object")
-    try:
-        doc = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        hint = f" (binary data without the {BINARY_HEADER} header?)" if header_length is None else ""
-        raise BadRequest(f"request is not valid JSON{hint}: {e}") from None
+    hint = f" (binary data without the {BINARY_HEADER} header?)" if header_length is None else ""
+    doc = parse_json(header, f"request{hint}")
     if not isinstance(doc, dict):
         raise BadRequest("inference request must be a JSON object")
     req = InferRequest(
         model_name=model_name,
         model_version=model_version,
-        id=str(doc.get("id", "")),
+        id=_request_id(doc.get("id", "")),
         parameters=_params(doc.get("parameters"), "request"),
     )
     inputs = doc.get("inputs")
@@ -234,7 +259,7 @@ def parse_rest_request(body: bytes, header_length: str | None, model_name: str, 
         if not isinstance(spec, dict):
             raise BadRequest(f"inputs[{i}] must be an object")
         name, datatype = spec.get("name"), spec.get("datatype")
-        what = f"input {name!r}" if isinstance(name, str) else f"inputs[{i}]"
+        what = f"input {show(name)}" if isinstance(name, str) else f"inputs[{i}]"
         if not isinstance(name, str) or not isinstance(datatype, str):
             raise BadRequest(f"{what}: needs string 'name' and 'datatype'")
         shape = _shape(spec.get("shape"), what)
@@ -244,7 +269,7 @@ def parse_rest_request(body: bytes, header_length: str | None, model_name: str, 
         size = params.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise BadRequest(f"{what}: binary_data_size={size!r} exceeds the {len(binary) - offset} bytes left")
+                raise BadRequest(f"{what}: binary_data_size={show(size)} exceeds the {len(binary) - offset} bytes left")
             data = raw_to_tensor(binary[offset : offset + size], datatype, shape, what)
             offset += size
         elif "data" in spec:
@@ -262,9 +287,10 @@ def parse_rest_request(body: bytes, header_length: str | None, model_name: str, 
         for i, spec in enumerate(outputs):
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
                 raise BadRequest(f"outputs[{i}] must be an object with a string 'name'")
-            params = _params(spec.get("parameters"), f"output {spec['name']!r}")
+            what = f"output {show(spec['name'])}"
+            params = _params(spec.get("parameters"), what)
             if any(k.startswith("shared_memory") for k in params):
-                raise BadRequest(f"output {spec['name']!r}: shared-memory outputs are not supported by this server")
+                raise BadRequest(f"{what}: shared-memory outputs are not supported by this server")
             req.outputs.append(RequestedOutput(spec["name"], params))
     return req
 
@@ -275,7 +301,8 @@ def _json_data(t: OutputTensor) -> list:
     return np.asarray(t.data).reshape(-1).tolist()
 
 
-def _raw_data(t: OutputTensor) -> bytes:
+def raw_data(t: OutputTensor) -> bytes:
+    """An output's raw little-endian bytes (the binary encodings of REST and gRPC)."""
     if t.datatype == "BYTES":
         return encode_bytes_elements(t.data)
     return np.ascontiguousarray(t.data, dtype=NUMPY_DTYPES[t.datatype]).tobytes()
@@ -287,7 +314,7 @@ def encode_rest_response(resp: InferResponse) -> tuple[bytes, dict[str, str]]:
     for t in resp.outputs:
         entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
         if t.binary:
-            blob = _raw_data(t)
+            blob = raw_data(t)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -314,72 +341,27 @@ def wants_binary(output_parameters: dict[str, Any], request: InferRequest) -> bo
     return bool(request.parameters.get("binary_data_output", False))
 
 
-# ---------------------------------------------------------------------------------------------- gRPC
+# ------------------------------------------------------------------------------------------ parameters
 
 
-def grpc_param_value(p: Any) -> Any:
-    kind = p.WhichOneof("parameter_choice")
-    return getattr(p, kind) if kind else None
+def parse_top_k(value: Any, num_classes: int, what: str = "top_k") -> int | None:
+    """A request's ``top_k`` (or ``classification``) parameter: an integer in ``[1, num_classes]``, or
+    a string of ASCII digits saying one (query strings, gRPC ``string_param``); ``None`` if absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= num_classes:
+        raise BadRequest(f"{what} must be an integer in [1, {num_classes}], got {show(value)}")
+    return value
 
 
-def _grpc_params(m: Any) -> dict[str, Any]:
-    return {k: grpc_param_value(v) for k, v in m.items()}
-
-
-def parse_grpc_request(msg: Any) -> InferRequest:
-    """A ``ModelInferRequest`` protobuf -> :class:`InferRequest`."""
-    req = InferRequest(
-        model_name=msg.model_name,
-        model_version=msg.model_version,
-        id=msg.id,
-        parameters=_grpc_params(msg.parameters),
-    )
-    if not msg.inputs:
-        raise BadRequest("request has no inputs")
-    raw = list(msg.raw_input_contents)
-    if raw and len(raw) != len(msg.inputs):
-        raise BadRequest(f"{len(msg.inputs)} inputs but {len(raw)} raw_input_contents entries")
-    for i, t in enumerate(msg.inputs):
-        what = f"input {t.name!r}"
-        shape = tuple(t.shape)
-        params = _grpc_params(t.parameters)
-        if any(k.startswith("shared_memory") for k in params):
-            raise BadRequest(f"{what}: shared-memory inputs are not supported by this server")
-        if raw:
-            data = raw_to_tensor(raw[i], t.datatype, shape, what)
-        else:
-            field_name = GRPC_CONTENTS_FIELD.get(t.datatype)
-            if field_name is None:
-                raise BadRequest(f"{what}: datatype {t.datatype!r} needs raw_input_contents (or is unsupported)")
-            values = list(getattr(t.contents, field_name))
-            count = _element_count(shape, what)
-            if len(values) != count:
-                raise BadRequest(f"{what}: shape {list(shape)} needs {count} elements, contents has {len(values)}")
-            if t.datatype == "BYTES":
-                data = values
-            else:
-                data = np.asarray(values, dtype=NUMPY_DTYPES[t.datatype]).reshape(shape)
-        req.inputs.append(InputTensor(t.name, t.datatype, shape, data, params))
-    if msg.outputs:
-        req.outputs = [RequestedOutput(o.name, _grpc_params(o.parameters)) for o in msg.outputs]
-    return req
-
-
-def _set_grpc_param(target: Any, value: Any) -> None:
-    if isinstance(value, bool):
-        target.bool_param = value
-    elif isinstance(value, int):
-        target.int64_param = value
-    else:
-        target.string_param = str(value)
-
-
-def encode_grpc_response(resp: InferResponse, pb: Any) -> Any:
-    """:class:`InferResponse` -> ``ModelInferResponse`` with ``raw_output_contents`` (as Triton answers)."""
-    msg = pb.ModelInferResponse(model_name=resp.model_name, model_version=resp.model_version, id=resp.id)
-    for k, v in resp.parameters.items():
-        _set_grpc_param(msg.parameters[k], v)
-    for t in resp.outputs:
-        msg.outputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
-        msg.raw_output_contents.append(_raw_data(t))
-    return msg
+def parse_timeout_s(value: Any) -> float | None:
+    """The ``timeout`` parameter (microseconds, as Triton's) in seconds; ``None`` if absent or 0."""
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # compared as given: math.isfinite(10**400) would itself raise OverflowError
+    if not number or not 0 <= value <= MAX_TIMEOUT_US:
+        raise BadRequest(f"parameter 'timeout' must be microseconds in [0, {MAX_TIMEOUT_US}], got {show(value)}")
+    return value / 1e6 if value else None

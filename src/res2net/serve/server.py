@@ -20,6 +20,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -61,6 +62,31 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def _http_server(app, cfg: ServeConfig, guard) -> _HTTPServer:
+    config = uvicorn.Config(
+        app,
+        http=guard.protocol(),  # header deadline + connection cap (connections.py), not limit_concurrency
+        log_config=None,
+        access_log=False,  # ours is structured (middleware.ServerMiddleware)
+        lifespan="off",
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=int(cfg.timeout_s) + 5,
+        server_header=False,
+    )
+    return _HTTPServer(config)
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Room for ``--max-connections`` sockets: raise the soft open-files limit (up to the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < wanted:
+            log.warning("open-files limit %d is below the %d that --max-connections needs", new, wanted)
+
+
 def _configure_access_log(enabled: bool) -> None:
     """Access lines are JSON objects on stdout, one per request, without the human log prefix."""
     access = logging.getLogger("res2net.serve.access")
@@ -75,27 +101,18 @@ def _configure_access_log(enabled: bool) -> None:
 async def serve(cfg: ServeConfig, reuse_port: bool = False) -> int:
     """Run one server process until SIGTERM/SIGINT; returns the exit code."""
     from res2net.serve.app import create_app  # here, in the worker: PROMETHEUS_MULTIPROC_DIR is set by now
+    from res2net.serve.connections import ConnectionGuard
     from res2net.serve.grpc_service import create_grpc_server, grpc_address
     from res2net.serve.metrics import Metrics
     from res2net.serve.service import InferenceService
 
     _configure_access_log(cfg.access_log)
+    _raise_open_files_limit(cfg.connection_limit + 256)
     service = InferenceService(cfg, Metrics())
     app = create_app(service)
     sock = _bind(cfg.host, cfg.port, reuse_port)
     grpc_server = create_grpc_server(service, cfg, reuse_port) if cfg.grpc_port else None
-    http = _HTTPServer(
-        uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,  # ours is structured (app.ServerMiddleware)
-            lifespan="off",
-            limit_concurrency=cfg.connection_limit,
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=int(cfg.timeout_s) + 5,
-            server_header=False,
-        )
-    )
+    http = _http_server(app, cfg, ConnectionGuard(cfg.connection_limit, cfg.header_timeout_s, service.metrics))
     loop = asyncio.get_running_loop()
     exit_code = 0
     background: list[asyncio.Future] = []

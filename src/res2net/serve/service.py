@@ -26,7 +26,8 @@ from res2net.serve.config import ServeConfig
 from res2net.serve.errors import BadRequest, NotFound, PayloadTooLarge, QueueFull, Timeout, Unavailable
 from res2net.serve.metrics import Metrics
 from res2net.serve.model import ServedModel
-from res2net.serve.oip import InferRequest, InferResponse, OutputTensor, wants_binary
+from res2net.serve.oip import InferRequest, InferResponse, OutputTensor, parse_timeout_s, parse_top_k, wants_binary
+from res2net.serve.parsing import BodyParser
 
 log = logging.getLogger(__name__)
 _BYTES_PREFIX = re.compile(r"^<\d+ bytes>: ")  # load_image names in-memory inputs so; we name them better
@@ -73,6 +74,7 @@ class InferenceService:
         self.draining = False
         self.load_error: BaseException | None = None
         self._decode_pool = ThreadPoolExecutor(cfg.decode_pool_size, thread_name_prefix="res2net-decode")
+        self.parse = BodyParser()  # await service.parse(parser, body, ...): large bodies off the event loop
 
     # ------------------------------------------------------------------------------------ lifecycle
     @property
@@ -144,6 +146,7 @@ class InferenceService:
         if self.batcher is not None:
             await self.batcher.stop()
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.parse.close()
 
     def start_draining(self) -> None:
         """From now on readiness is false and new inference requests get 503; in-flight ones finish."""
@@ -167,14 +170,10 @@ class InferenceService:
             self.metrics.rejected.labels("queue_full").inc()
             raise QueueFull(f"server at capacity ({self.batcher.admitted}/{self.cfg.max_queue} images); retry shortly")
 
-    def top_k_param(self, value: object) -> int:
-        if value is None:
-            return self.cfg.top_k
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= self.num_classes:
-            raise BadRequest(f"top_k must be an integer in [1, {self.num_classes}], got {value!r}")
-        return value
+    def top_k_param(self, value: object, what: str = "top_k") -> int:
+        """A request's ``top_k``, validated (:func:`~res2net.serve.oip.parse_top_k`); the server's default if absent."""
+        k = parse_top_k(value, self.num_classes, what)
+        return self.cfg.top_k if k is None else k
 
     def _timeout(self, requested_s: float | None) -> float:
         return min(self.cfg.timeout_s, requested_s) if requested_s and requested_s > 0 else self.cfg.timeout_s
@@ -201,11 +200,8 @@ class InferenceService:
         )
         out: list[np.ndarray | ImageError] = []
         for r in results:
-            if isinstance(r, ImageError):
+            if isinstance(r, ImageError):  # prepare_image turns whatever the input made fail into this
                 out.append(ImageError(_BYTES_PREFIX.sub("", str(r), count=1)))
-            elif isinstance(r, Exception):  # the input made a decoder/transform fail: still the input's fault
-                log.warning("image preprocessing failed unexpectedly: %r", r)
-                out.append(ImageError(f"cannot preprocess image ({type(r).__name__}: {r})"))
             elif isinstance(r, BaseException):
                 raise r
             else:
@@ -289,8 +285,7 @@ class InferenceService:
         self.resolve_model(req.model_name, req.model_version)
         self.check_accepting()
         k = self.top_k_param(req.parameters.get("top_k"))
-        timeout_us = req.parameters.get("timeout")
-        timeout_s = timeout_us / 1e6 if isinstance(timeout_us, int) and not isinstance(timeout_us, bool) else None
+        timeout_s = parse_timeout_s(req.parameters.get("timeout"))
         requested = self._requested_outputs(req)
         if len(req.inputs) != 1:
             raise BadRequest(
@@ -347,7 +342,7 @@ class InferenceService:
             if cls is not None:
                 if o.name != OUT_PROBS:
                     raise BadRequest(f"the classification extension applies to {OUT_PROBS!r} only")
-                self.top_k_param(cls)
+                self.top_k_param(cls, "parameter 'classification'")
             out.append((o.name, o.parameters))
         return out
 
@@ -367,7 +362,7 @@ class InferenceService:
         probs = np.stack([r.probabilities for r in results]).astype(np.float32)
         cls = params.get("classification")
         if cls is not None:  # Triton's classification extension: "score:index:label" strings
-            kk = self.top_k_param(cls)
+            kk = self.top_k_param(cls, "parameter 'classification'")
             ids, scores = top_k(np.stack([r.logits for r in results]), kk)
             items = [
                 f"{s:f}:{i}:{self.model.labels[i]}".encode()

@@ -15,6 +15,7 @@ containers, so nothing in them can execute code. Model weights for users (``best
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import pickle
@@ -117,6 +118,51 @@ def find_resume_checkpoint(output_dir: str | Path, resume: str | None) -> Path |
     if not p.is_file():
         raise CheckpointError(f"{resume}: no checkpoint to resume from")
     return p
+
+
+# ---------------------------------------------------------------------------------------------- metrics log
+def append_jsonl(path: str | Path, record: dict) -> None:
+    """Append one record as a line of JSON, on disk (``fsync``) before training goes on.
+
+    One ``write`` of the whole line, then ``fsync``: a crash can tear at most this last line, which
+    :func:`read_jsonl` recognises and drops.
+    """
+    with open(path, "ab") as f:
+        f.write((json.dumps(record) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | Path) -> tuple[list[dict], bool]:
+    """The records of a JSON-lines log, and whether the file must be rewritten before appending to it.
+
+    A process killed mid-write (power loss, a full disk, SIGKILL) leaves the last line incomplete:
+    that record was never committed, so it is dropped with a warning. A complete last record
+    without its newline is kept (the rewrite adds the newline). A bad line anywhere else is not a
+    crash's doing and raises :class:`CheckpointError` naming the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [], False
+    *lines, tail = path.read_bytes().split(b"\n")
+    rows = [_json_record(line, path, i) for i, line in enumerate(lines, 1) if line.strip()]
+    if not tail.strip():
+        return rows, bool(tail)
+    try:
+        rows.append(_json_record(tail, path, len(lines) + 1))
+    except CheckpointError:
+        log.warning("%s: dropping its torn last line (a write interrupted by a crash): %r", path, tail[:80])
+    return rows, True
+
+
+def _json_record(line: bytes, path: Path, number: int) -> dict:
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}:{number}: not a line of JSON ({e}); repair or delete that line") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 # ---------------------------------------------------------------------------------------------- RNG state

@@ -353,10 +353,11 @@ def _check_compatible(ck: dict, cfg: dict, global_batch: int, path) -> None:
 
 
 def _truncate_metrics(path: Path, next_epoch: int) -> None:
-    """Drop lines of epochs the resumed run will redo (written after the checkpoint it resumes from)."""
-    rows = read_metrics(path)
+    """Drop lines of epochs the resumed run will redo (written after the checkpoint it resumes from),
+    and a line torn by the crash that interrupted the run."""
+    rows, torn = ckpt_io.read_jsonl(path)
     keep = [r for r in rows if r.get("epoch", 0) <= next_epoch]
-    if len(keep) != len(rows):
+    if torn or len(keep) != len(rows):
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
 
 
@@ -370,6 +371,5 @@ def _tensorboard(folder: Path):
 
 
 def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The records of ``metrics.jsonl`` (a torn last line dropped: :func:`~res2net.training.checkpoint.read_jsonl`)."""
+    return ckpt_io.read_jsonl(path)[0]

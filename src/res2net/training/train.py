@@ -26,7 +26,6 @@ step, and the checkpoint carries the global RNG states (drop-path), optimizer, s
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -119,8 +118,7 @@ def fit(run: Run) -> TrainResult:
             _save_last_weights(run, epoch, record)
             if finished_epoch:  # a partial epoch (max_steps) gets its line when it is completed
                 metrics.append(record)
-                with open(out / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                ckpt_io.append_jsonl(out / "metrics.jsonl", record)
             _log_epoch(record, run.epochs, ctx.tb)
         if finished_epoch:
             state.epoch_stats = {}

@@ -7,9 +7,13 @@ Paddle inference parameters (``inference.pdiparams``, a LoDTensor stream), PyTor
 
 from __future__ import annotations
 
+import io
+import math
+import os
 import pickle
 import struct
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +21,16 @@ import numpy as np
 import torch
 
 from res2net.errors import Res2NetError
-from res2net.weights.safe_pickle import UnsafePickleError, safe_load_pickle
+from res2net.weights.safe_pickle import (
+    MAX_NDIM,
+    MalformedPickleError,
+    PickledArray,
+    UnsafePickleError,
+    read_file_buffer,
+    safe_load_pickle,
+    scan_torch_pickles,
+    short_repr,
+)
 
 
 class WeightsError(Res2NetError, ValueError):
@@ -36,45 +49,204 @@ class RawWeights:
 
 _PADDLE_NAME_TABLE = "StructuredToParameterName@@"
 _PADDLE_BIG = "UnpackBigParamInfor@@"
+# No Res2Net file comes near this (Res2Net-200: ~2,700 tensors); it bounds per-tensor bookkeeping.
+MAX_TENSORS = 100_000
+_TORCH_REAL = {
+    torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool,
+    torch.uint16, torch.uint32, torch.uint64,  # Paddle stores bfloat16 as uint16
+}  # fmt: skip
 
 
-def _to_tensor(value: object, key: str, path: Path) -> torch.Tensor:
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], np.ndarray):
+def _array_value(value: object, key: str, path: Path) -> PickledArray:
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], PickledArray):
         value = value[1]  # Paddle 2.1 non-state-dict saves: (name, ndarray)
-    if not isinstance(value, np.ndarray):
-        raise WeightsError(f"{path}: entry {key!r} is a {type(value).__name__}, not an array")
-    return torch.from_numpy(np.ascontiguousarray(value))
+    if not isinstance(value, PickledArray):
+        raise WeightsError(f"{path}: entry {short_repr(key)} is a {type(value).__name__}, not an array")
+    return value
 
 
-def _read_pdparams(path: Path) -> RawWeights:
+def _shape_of(value: object, what: str, path: Path) -> tuple[int, ...]:
+    if not (isinstance(value, (list, tuple)) and len(value) <= MAX_NDIM):
+        raise WeightsError(f"{path}: {what} is not a list of at most {MAX_NDIM} sizes: {type(value).__name__}")
+    if not all(type(n) is int and n >= 0 for n in value):
+        raise WeightsError(f"{path}: {what} {short_repr(value)} is not made of non-negative integers")
+    return tuple(value)
+
+
+def _join_big_params(obj: dict[str, PickledArray | np.ndarray], big: object, path: Path) -> None:
+    """Reassemble arrays PaddleClas split into ``key@@.0``, ``key@@.1``... (arrays over ~1 GiB).
+
+    Each slice must be a distinct array used once, so the result never exceeds the file's own bytes.
+    """
+    if not isinstance(big, dict):
+        raise WeightsError(f"{path}: {_PADDLE_BIG} is a {type(big).__name__}, not a dict")
+    for key, info in big.items():
+        where = f"{_PADDLE_BIG}[{short_repr(key)}]"
+        if not isinstance(key, str) or not isinstance(info, dict):
+            raise WeightsError(f"{path}: {where} is not a name -> {{OriginShape, slices}} entry")
+        shape = _shape_of(info.get("OriginShape"), f"{where}['OriginShape']", path)
+        names = info.get("slices")
+        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+            raise WeightsError(f"{path}: {where}['slices'] is not a non-empty list of entry names")
+        parts = []
+        for name in names:
+            if name not in obj:
+                raise WeightsError(
+                    f"{path}: {where} names slice {short_repr(name)}, which is missing (or listed twice)"
+                )
+            part = obj.pop(name)
+            if not isinstance(part, PickledArray):
+                raise WeightsError(f"{path}: {where} names slice {short_repr(name)}, which is itself a joined array")
+            parts.append(part)
+        if len({p.dtype for p in parts}) != 1:
+            raise WeightsError(f"{path}: the slices of {short_repr(key)} have different dtypes")
+        numel = sum(math.prod(p.shape) for p in parts)
+        if numel != math.prod(shape):
+            raise WeightsError(
+                f"{path}: the slices of {short_repr(key)} hold {numel} values, "
+                f"OriginShape {list(shape)} needs {math.prod(shape)}"
+            )
+        obj[key] = np.concatenate([p.to_numpy().ravel() for p in parts]).reshape(shape)
+
+
+def _materialise(
+    key: str, a: PickledArray | np.ndarray, expected: Mapping[str, tuple[int, ...]] | None
+) -> torch.Tensor:
+    """The array as a tensor; a shape ``expected`` does not allow stays a meta tensor (shape and dtype, no data)."""
+    if expected is not None and isinstance(a, PickledArray) and expected.get(key) != a.shape:
+        return torch.empty(a.shape, dtype=torch.from_numpy(np.empty(0, a.dtype.newbyteorder("="))).dtype, device="meta")
+    return torch.from_numpy(a if isinstance(a, np.ndarray) else a.to_numpy())
+
+
+def _read_pdparams(path: Path, expected: Mapping[str, tuple[int, ...]] | None = None) -> RawWeights:
     try:
         obj = safe_load_pickle(path)
     except UnsafePickleError as e:
-        raise WeightsError(str(e)) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, AttributeError) as e:
+        raise WeightsError(f"{path}: {e}") from None
+    except MalformedPickleError as e:
         raise WeightsError(f"{path}: not a readable .pdparams file (truncated or corrupt?): {e}") from None
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: expected a dict of arrays, found {type(obj).__name__}")
+    bad_key = next((k for k in obj if not isinstance(k, str)), None)
+    if bad_key is not None:
+        raise WeightsError(
+            f"{path}: key {short_repr(bad_key)} is a {type(bad_key).__name__}; weights are named by strings"
+        )
     obj = dict(obj)
     obj.pop(_PADDLE_NAME_TABLE, None)
-    big = obj.pop(_PADDLE_BIG, None) or {}
-    for key, info in big.items():  # arrays > ~1 GiB were split into key@@.0, key@@.1, ...
-        parts = [np.asarray(obj.pop(s)).ravel() for s in info["slices"]]
-        obj[key] = np.concatenate(parts).reshape(info["OriginShape"])
-    tensors = {k: _to_tensor(v, k, path) for k, v in obj.items() if not isinstance(v, (dict, str))}
-    return RawWeights(tensors, "paddle", path)
+    big = obj.pop(_PADDLE_BIG, None)
+    # dict/str values are Paddle's bookkeeping tables; everything else must be an array.
+    arrays: dict[str, PickledArray | np.ndarray] = {
+        k: _array_value(v, k, path) for k, v in obj.items() if not isinstance(v, (dict, str))
+    }
+    if len({id(a) for a in arrays.values()}) != len(arrays):  # memo references: one array, many names
+        raise WeightsError(f"{path}: several entries are the same array; a weights file never shares arrays")
+    if big is not None:
+        _join_big_params(arrays, big, path)
+    return RawWeights({k: _materialise(k, a, expected) for k, a in arrays.items()}, "paddle", path)
+
+
+def _is_dense(t: torch.Tensor) -> bool:
+    """No two elements share memory and none is skipped (rules out stride-0 "broadcast" tensors)."""
+    expected = 1
+    for stride, size in sorted((st, s) for s, st in zip(t.shape, t.stride()) if s != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _validate_tensors(tensors: dict, path: Path) -> dict[str, torch.Tensor]:
+    """Tensors a model can take: string keys, plain real dtypes, dense and backed by their storage."""
+    if len(tensors) > MAX_TENSORS:
+        raise WeightsError(f"{path}: {len(tensors)} tensors; a Res2Net needs a few thousand at most")
+    for key, t in tensors.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"{path}: key {short_repr(key)} is a {type(key).__name__}; weights are named by strings")
+        if t.layout != torch.strided or t.is_quantized or t.dtype not in _TORCH_REAL:
+            raise WeightsError(
+                f"{path}: {short_repr(key)} is a {t.layout} {t.dtype} tensor; weights are dense real numbers"
+            )
+        if t.numel() and not _is_dense(t):
+            raise WeightsError(
+                f"{path}: {short_repr(key)} of shape {tuple(t.shape)} has strides {t.stride()} "
+                "that repeat or skip memory"
+            )
+        storage_bytes = t.untyped_storage().nbytes()
+        if (t.storage_offset() + t.numel()) * t.element_size() > storage_bytes:
+            raise WeightsError(f"{path}: {short_repr(key)} is larger than the data stored for it")
+    return tensors
+
+
+class _CappedFile(io.FileIO):
+    """A file whose ``read(n)`` never asks for more than the bytes left.
+
+    ``tarfile``/``zipfile`` pass sizes from headers straight to ``read``; a buffered file would
+    allocate that much before finding the file is short.
+    """
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = max(0, os.fstat(self.fileno()).st_size - self.tell())
+        return super().read(left if size is None or size < 0 else min(size, left))
+
+
+def _check_torch_zip(path: Path) -> bytes:
+    """Every member stored uncompressed (as ``torch.save`` writes) and backed by the file's bytes; the ``data.pkl``."""
+    size = path.stat().st_size
+    try:
+        with _CappedFile(path) as f, zipfile.ZipFile(f) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_TENSORS + 16:
+                raise WeightsError(f"{path}: {len(infos)} zip members; not a Res2Net checkpoint")
+            for info in infos:
+                if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+                    raise WeightsError(
+                        f"{path}: zip member {short_repr(info.filename)} is compressed; torch.save never compresses"
+                    )
+                if info.header_offset + info.file_size > size:
+                    raise WeightsError(
+                        f"{path}: zip member {short_repr(info.filename)} claims more bytes than the file has"
+                    )
+            pkl = [i for i in infos if i.filename.endswith("data.pkl")]
+            if len(pkl) != 1:
+                raise WeightsError(f"{path}: a PyTorch zip checkpoint has one data.pkl, this one has {len(pkl)}")
+            return zf.read(pkl[0])
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as e:
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (corrupt zip): {e}") from None
+    except (NotImplementedError, RuntimeError) as e:  # zipfile: "zip file version 6.4", "File is encrypted"
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (a zip feature torch.save never uses: {e})") from None
+
+
+def _prescan_torch(path: Path, is_zip: bool) -> None:
+    """Bound the pickles' structure before PyTorch's unpickler runs them (see ``scan_torch_pickles``)."""
+    try:
+        if is_zip:
+            scan_torch_pickles(memoryview(_check_torch_zip(path)), path.stat().st_size)
+        else:
+            scan_torch_pickles(read_file_buffer(path), path.stat().st_size, count=5)
+    except UnsafePickleError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    except MalformedPickleError as e:
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
 
 
 def _read_torch(path: Path) -> RawWeights:
+    is_zip = zipfile.is_zipfile(path)
+    _prescan_torch(path, is_zip)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: tensors are views of the file, so nothing is allocated for them before the model's checks.
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as e:
         raise WeightsError(
             f"{path}: refused to load — it needs more than tensors and plain containers to unpickle "
-            f"(possibly malicious; nothing was executed). Details: {str(e).splitlines()[0]}"
+            f"(possibly malicious; nothing was executed). Details: {str(e).splitlines()[0] if str(e) else e!r}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
+    except Exception as e:  # noqa: BLE001 - torch's unpickler raises ~10 exception types on malformed data
+        detail = str(e).splitlines()[0] if str(e) else ""
+        raise WeightsError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {type(e).__name__}: {detail}"
+        ) from None
     for wrapper in ("state_dict", "model", "model_state_dict", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -86,14 +258,16 @@ def _read_torch(path: Path) -> RawWeights:
 
 
 def _read_safetensors(path: Path) -> RawWeights:
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    except (SafetensorError, OSError) as e:
-        raise WeightsError(f"{path}: not a readable .safetensors file (truncated or corrupt?): {e}") from None
+    except Exception as e:  # noqa: BLE001 - the Rust reader raises SafetensorError, but also others on odd headers
+        raise WeightsError(
+            f"{path}: not a readable .safetensors file (truncated or corrupt?): {type(e).__name__}: {e}"
+        ) from None
     return RawWeights(tensors, "safetensors", path, meta)
 
 
@@ -101,15 +275,43 @@ def _read_safetensors(path: Path) -> RawWeights:
 _PADDLE_DTYPES = {5: np.float32, 6: np.float64, 4: np.float16, 22: np.uint16, 2: np.int32, 3: np.int64}
 
 
+class _Stream:
+    """Bounds-checked little-endian reads from a Paddle LoDTensor stream."""
+
+    def __init__(self, data: bytearray | memoryview) -> None:
+        self.data, self.pos = data, 0
+
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
+    def unpack(self, fmt: str) -> int:
+        size = struct.calcsize(fmt)
+        if size > self.left:
+            raise ValueError(f"file ends at byte {len(self.data)} inside a header")
+        (value,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += size
+        return value
+
+    def skip(self, n: int, what: str) -> int:
+        if not 0 <= n <= self.left:
+            raise ValueError(f"{what} of {n} bytes at byte {self.pos} runs past the end ({self.left} left)")
+        start, self.pos = self.pos, self.pos + n
+        return start
+
+
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
-    while True:
+    while shift < 70:
+        if pos >= len(buf):
+            raise ValueError("TensorDesc ends inside a number")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
             return result, pos
         shift += 7
+    raise ValueError("TensorDesc number longer than 10 bytes")
 
 
 def _parse_tensor_desc(buf: bytes) -> tuple[int, list[int]]:
@@ -126,78 +328,126 @@ def _parse_tensor_desc(buf: bytes) -> tuple[int, list[int]]:
                 dims.append(val - (1 << 64) if val >= 1 << 63 else val)
         elif wire == 2:
             n, pos = _read_varint(buf, pos)
+            end = pos + n
+            if end > len(buf):
+                raise ValueError("TensorDesc field runs past its end")
             if fnum == 2:  # packed dims
-                end = pos + n
                 while pos < end:
                     val, pos = _read_varint(buf, pos)
                     dims.append(val - (1 << 64) if val >= 1 << 63 else val)
-            else:
-                pos += n
+            pos = end
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
         else:
             raise ValueError(f"unexpected protobuf wire type {wire}")
+        if len(dims) > MAX_NDIM:
+            raise ValueError(f"more than {MAX_NDIM} dims")
     if dtype is None:
         raise ValueError("TensorDesc without data_type")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"negative dims {dims} (a saved tensor has concrete sizes)")
     return dtype, dims
 
 
-def read_pdiparams_arrays(path: Path, data: bytes | None = None) -> list[np.ndarray]:
-    """The arrays of a Paddle ``save_combine`` stream, in file order (names are not stored)."""
-    data = path.read_bytes() if data is None else data
-    pos, arrays = 0, []
+def read_pdiparams_arrays(path: Path, data: bytearray | memoryview | None = None) -> list[np.ndarray]:
+    """The arrays of a Paddle ``save_combine`` stream, in file order (names are not stored).
+
+    Aligned arrays are views of ``data`` (unaligned ones one copy); every size is checked against the bytes
+    left before it is used.
+    """
+    data = read_file_buffer(path) if data is None else data
+    stream, arrays = _Stream(data), []
     try:
-        while pos < len(data):
-            (version,) = struct.unpack_from("<I", data, pos)
+        while stream.left:
+            if len(arrays) >= MAX_TENSORS:
+                raise ValueError(f"more than {MAX_TENSORS} tensors")
+            version = stream.unpack("<I")
             if version != 0:
-                raise ValueError(f"unsupported LoDTensor version {version} at byte {pos}")
-            (lod_levels,) = struct.unpack_from("<Q", data, pos + 4)
-            pos += 12
-            for _ in range(lod_levels):
-                (nbytes,) = struct.unpack_from("<Q", data, pos)
-                pos += 8 + nbytes
-            (tversion,) = struct.unpack_from("<I", data, pos)
-            (desc_len,) = struct.unpack_from("<i", data, pos + 4)
-            pos += 8
+                raise ValueError(f"unsupported LoDTensor version {version} at byte {stream.pos - 4}")
+            for _ in range(min(stream.unpack("<Q"), stream.left // 8 + 1)):  # LoD levels, each sized
+                stream.skip(stream.unpack("<Q"), "LoD level")
+            tversion, desc_len = stream.unpack("<I"), stream.unpack("<i")
             if tversion != 0 or desc_len <= 0:
-                raise ValueError(f"bad tensor header at byte {pos}")
-            dtype_id, dims = _parse_tensor_desc(data[pos : pos + desc_len])
-            pos += desc_len
+                raise ValueError(f"bad tensor header at byte {stream.pos - 8}")
+            start = stream.skip(desc_len, "TensorDesc")
+            dtype_id, dims = _parse_tensor_desc(bytes(data[start : stream.pos]))
             dtype = _PADDLE_DTYPES.get(dtype_id)
             if dtype is None:
                 raise ValueError(f"unsupported Paddle dtype id {dtype_id}")
-            count = int(np.prod(dims)) if dims else 1
-            nbytes = count * np.dtype(dtype).itemsize
-            if pos + nbytes > len(data):
-                raise ValueError("file ends inside a tensor")
-            arrays.append(np.frombuffer(data, dtype, count, pos).reshape(dims).copy())
-            pos += nbytes
-    except (struct.error, IndexError, ValueError) as e:
+            count = math.prod(dims)
+            offset = stream.skip(count * np.dtype(dtype).itemsize, f"tensor of dims {dims}")
+            arr = np.frombuffer(data, dtype, count, offset).reshape(dims)
+            arrays.append(arr if arr.flags.aligned else arr.copy())
+    except ValueError as e:
         raise WeightsError(
             f"{path}: not a readable Paddle inference parameter file (truncated or corrupt?): {e}"
         ) from None
     return arrays
 
 
-def _pdiparams_from_tar(path: Path) -> bytes:
-    """``inference.pdiparams`` from a PaddleClas ``*_infer.tar``, read in memory (nothing is extracted)."""
+# A PaddleClas *_infer.tar holds 3-4 files (inference.pdmodel, .pdiparams, .pdiparams.info).
+_MAX_TAR_MEMBERS = 64
+_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def _pdiparams_from_tar(path: Path) -> bytearray:
+    """``inference.pdiparams`` from a PaddleClas ``*_infer.tar``, read in memory (nothing is extracted).
+
+    Only uncompressed tars (as PaddleClas publishes them) are read: the member's bytes are then the
+    file's own, so a small file cannot expand into a large one.
+    """
     import tarfile
 
+    with path.open("rb") as f:
+        head = f.read(8)
+    kind = next((name for magic, name in _COMPRESSED_MAGIC.items() if head.startswith(magic)), None)
+    if kind:
+        raise WeightsError(
+            f"{path}: a {kind}-compressed archive; PaddleClas *_infer.tar files are plain tars. "
+            "Decompress it and pass the .tar or its inference.pdiparams"
+        )
     try:
-        with tarfile.open(path) as tar:
-            member = next((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".pdiparams")), None)
+        with _CappedFile(path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
+            member = None
+            for i, m in enumerate(tar):
+                if i >= _MAX_TAR_MEMBERS:
+                    raise WeightsError(f"{path}: more than {_MAX_TAR_MEMBERS} files in the tar; not a *_infer.tar")
+                if m.isreg() and m.name.endswith(".pdiparams"):
+                    member = m
+                    break
             if member is None:
                 raise WeightsError(f"{path}: no .pdiparams file inside this tar (expected a PaddleClas *_infer.tar)")
-            return tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError) as e:
+            if member.sparse is not None or member.offset_data + member.size > path.stat().st_size:
+                raise WeightsError(f"{path}: {member.name} claims more bytes than the tar holds")
+            f.seek(member.offset_data)
+            buf = bytearray(member.size)
+            if f.readinto(buf) != member.size:
+                raise WeightsError(f"{path}: the tar ends inside {member.name} (truncated?)")
+            return buf
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a readable tar archive (truncated or corrupt?): {e}") from None
 
 
-def read_weights(path: str | Path) -> RawWeights:
-    """Read ``path`` by its content/extension. Never executes code from the file."""
+def read_weights(path: str | Path, expected: Mapping[str, tuple[int, ...]] | None = None) -> RawWeights:
+    """Read ``path`` by its content/extension. Never executes code from the file.
+
+    Every malformed file raises :class:`WeightsError` naming it; memory stays within a small
+    multiple of the file size (see the README's "Weights" section for the reader's limits).
+    ``expected`` (the target model's key -> shape, in any naming the file may use) lets a pickled
+    array whose shape the model cannot take come back as a meta tensor: it is reported by the strict
+    check without its data ever being copied. (``.pth`` tensors are memory-mapped views anyway.)
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: file is empty")
+    raw = _read_by_format(path, expected)
+    _validate_tensors(raw.tensors, path)
+    return raw
+
+
+def _read_by_format(path: Path, expected: Mapping[str, tuple[int, ...]] | None) -> RawWeights:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return _read_safetensors(path)
@@ -208,7 +458,7 @@ def read_weights(path: str | Path) -> RawWeights:
     if suffix in (".pth", ".pt", ".bin", ".ckpt") or zipfile.is_zipfile(path):
         return _read_torch(path)
     if suffix == ".pdparams" or suffix in ("", ".pkl", ".pickle"):
-        return _read_pdparams(path)
+        return _read_pdparams(path, expected)
     raise WeightsError(
         f"{path}: unknown weights format {suffix!r}; "
         "expected .pdparams, .pdiparams, *_infer.tar, .pth/.pt or .safetensors"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from res2net.models.res2net import Res2Net, Res2NetConfig
 from res2net.models.zoo import SEMANTICS, get_card, list_models
 from res2net.weights.formats import RawWeights, WeightsError, read_weights
-from res2net.weights.paddle import detect_key_style, paddle_key_maps
+from res2net.weights.paddle import detect_key_style, file_key_shapes, paddle_key_maps, state_shapes
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def _from_paddle(raw: RawWeights, cfg: Res2NetConfig) -> dict[str, torch.Tensor]
         src = m.structured if style == "structured" else m.param_name
         if src in named:
             t = named[src]
-            out[m.ours] = t.t().contiguous() if m.transpose and t.ndim == 2 else t
+            out[m.ours] = t.t() if m.transpose and t.ndim == 2 else t  # a view: copied only into a model
             used.add(src)
     for k in set(named) - used:
         out[f"<paddle>{k}"] = named[k]  # keep leftovers so the strict check reports them
@@ -66,7 +67,7 @@ def _describe(cfg: Res2NetConfig) -> str:
     return f"Res2Net with layers={list(cfg.layers)}, {cfg.base_width}w x {cfg.scale}s"
 
 
-def _check(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Size]) -> tuple[list, list, list]:
+def _check(tensors: dict[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> tuple[list, list, list]:
     missing = sorted(k for k in expected if k not in tensors)
     unexpected = sorted(k for k in tensors if k not in expected)
     mismatched = sorted(
@@ -84,8 +85,7 @@ def guess_model(raw: RawWeights) -> str | None:
     family = "paddleclas" if weights_origin(raw) == "paddle" else "timm"
     for card in sorted(map(get_card, list_models()), key=lambda c: c.family != family):
         cfg = card.config
-        with torch.device("meta"):
-            expected = _expected_shapes(Res2Net(cfg))
+        expected = state_shapes(cfg)  # no model is built: matching all configs takes milliseconds
         try:
             tensors = convert_tensors(raw, cfg)
         except WeightsError:
@@ -132,9 +132,10 @@ def load_weights(model: Res2Net, source: str | Path | RawWeights, *, strict_head
     different size is skipped (the model keeps its freshly initialised head), which is what
     fine-tuning on a new label set needs.
     """
-    raw = source if isinstance(source, RawWeights) else read_weights(source)
-    path = raw.path
     cfg = model.cfg
+    # Arrays the model cannot take are not materialised (read_weights): a wrong file costs no memory.
+    raw = source if isinstance(source, RawWeights) else read_weights(source, expected=file_key_shapes(cfg))
+    path = raw.path
     tensors = convert_tensors(raw, cfg)
     expected = _expected_shapes(model)
     missing, unexpected, mismatched = _check(tensors, expected)

@@ -12,7 +12,11 @@ Paddle's ``Linear`` stores its weight as ``[in, out]``; ours is ``[out, in]``.
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from res2net.models.res2net import Res2NetConfig
 
@@ -28,6 +32,7 @@ class KeyMap:
     structured: str
     param_name: str
     transpose: bool = False
+    shape: tuple[int, ...] = ()  # the shape in our model (PaddleClas stores transposed ones as shape[::-1])
 
 
 def _depth(cfg: Res2NetConfig) -> int:
@@ -46,8 +51,11 @@ def _bn_param_prefix(conv_name: str) -> str:
     return "bn_" + conv_name if conv_name == "conv1" else "bn" + conv_name[3:]
 
 
-def _conv_bn(ours_conv: str, ours_bn: str, structured: str, conv_name: str) -> list[KeyMap]:
-    maps = [KeyMap(f"{ours_conv}.weight", f"{structured}._conv.weight", f"{conv_name}_weights")]
+def _conv_bn(
+    ours_conv: str, ours_bn: str, structured: str, conv_name: str, conv_shape: tuple[int, int, int, int]
+) -> list[KeyMap]:
+    """A conv (``conv_shape`` = out, in/groups, k, k) and its BN, whose tensors have ``out`` entries."""
+    maps = [KeyMap(f"{ours_conv}.weight", f"{structured}._conv.weight", f"{conv_name}_weights", shape=conv_shape)]
     bn = _bn_param_prefix(conv_name)
     for ours_suffix in ("weight", "bias", "running_mean", "running_var"):
         maps.append(
@@ -55,39 +63,71 @@ def _conv_bn(ours_conv: str, ours_bn: str, structured: str, conv_name: str) -> l
                 f"{ours_bn}.{ours_suffix}",
                 f"{structured}._batch_norm.{_BN_STRUCT[ours_suffix]}",
                 f"{bn}_{_BN_PARAM[ours_suffix]}",
+                shape=conv_shape[:1],
             )
         )
     return maps
 
 
 def paddle_key_maps(cfg: Res2NetConfig) -> list[KeyMap]:
-    """Every tensor of the model (BN ``num_batches_tracked`` excluded) in PaddleClas's key order."""
+    """Every tensor of the model (BN ``num_batches_tracked`` excluded) in PaddleClas's key order.
+
+    The shapes follow :class:`res2net.models.res2net.Res2Net`'s construction (a test checks them
+    against built models), so weights can be matched to a config without building a model.
+    """
     maps: list[KeyMap] = []
+    c = cfg.in_chans
     if cfg.deep_stem:
-        maps += _conv_bn("conv1.0", "conv1.1", "conv1_1", "conv1_1")
-        maps += _conv_bn("conv1.3", "conv1.4", "conv1_2", "conv1_2")
-        maps += _conv_bn("conv1.6", "bn1", "conv1_3", "conv1_3")
+        w = cfg.stem_width
+        maps += _conv_bn("conv1.0", "conv1.1", "conv1_1", "conv1_1", (w, c, 3, 3))
+        maps += _conv_bn("conv1.3", "conv1.4", "conv1_2", "conv1_2", (w, w, 3, 3))
+        maps += _conv_bn("conv1.6", "bn1", "conv1_3", "conv1_3", (2 * w, w, 3, 3))
+        inplanes = 2 * w
     else:
-        maps += _conv_bn("conv1", "bn1", "conv1", "conv1")
+        maps += _conv_bn("conv1", "bn1", "conv1", "conv1", (64, c, 7, 7))
+        inplanes = 64
     n_splits = max(1, cfg.scale - 1)
-    for stage, n_blocks in enumerate(cfg.layers):
+    for stage, (planes, n_blocks) in enumerate(zip((64, 128, 256, 512), cfg.layers)):
+        width = int(math.floor(planes * (cfg.base_width / 64.0))) * cfg.cardinality
+        out = planes * 4  # Bottle2neck.expansion
         for i in range(n_blocks):
             ours = f"layer{stage + 1}.{i}"
             bb = f"bb_{stage}_{i}"
             prefix = _block_prefix(cfg, stage, i)
-            maps += _conv_bn(f"{ours}.conv1", f"{ours}.bn1", f"{bb}.conv0", f"{prefix}_branch2a")
+            maps += _conv_bn(
+                f"{ours}.conv1", f"{ours}.bn1", f"{bb}.conv0", f"{prefix}_branch2a", (width * cfg.scale, inplanes, 1, 1)
+            )
             for k in range(n_splits):
                 name = f"{prefix}_branch2b_{k + 1}"
-                maps += _conv_bn(f"{ours}.convs.{k}", f"{ours}.bns.{k}", f"{bb}.{name}", name)
-            maps += _conv_bn(f"{ours}.conv3", f"{ours}.bn3", f"{bb}.conv2", f"{prefix}_branch2c")
+                shape = (width, width // cfg.cardinality, 3, 3)
+                maps += _conv_bn(f"{ours}.convs.{k}", f"{ours}.bns.{k}", f"{bb}.{name}", name, shape)
+            maps += _conv_bn(
+                f"{ours}.conv3", f"{ours}.bn3", f"{bb}.conv2", f"{prefix}_branch2c", (out, width * cfg.scale, 1, 1)
+            )
             if i == 0:
                 d = 1 if cfg.avg_down else 0
                 maps += _conv_bn(
-                    f"{ours}.downsample.{d}", f"{ours}.downsample.{d + 1}", f"{bb}.short", f"{prefix}_branch1"
+                    f"{ours}.downsample.{d}",
+                    f"{ours}.downsample.{d + 1}",
+                    f"{bb}.short",
+                    f"{prefix}_branch1",
+                    (out, inplanes, 1, 1),
                 )
-    maps.append(KeyMap("fc.weight", "out.weight", "fc_weights", transpose=True))
-    maps.append(KeyMap("fc.bias", "out.bias", "fc_offset"))
+            inplanes = out
+    maps.append(KeyMap("fc.weight", "out.weight", "fc_weights", transpose=True, shape=(cfg.num_classes, inplanes)))
+    maps.append(KeyMap("fc.bias", "out.bias", "fc_offset", shape=(cfg.num_classes,)))
     return maps
+
+
+@functools.lru_cache(maxsize=64)
+def state_shapes(cfg: Res2NetConfig) -> Mapping[str, tuple[int, ...]]:
+    """Our state-dict key -> shape for ``Res2Net(cfg)`` (``num_batches_tracked`` excluded), without building it.
+
+    Guessing which model a file belongs to compares it with every registered config; building
+    19 models (even on the meta device) made a bad file take seconds to be refused.
+    """
+    shapes = {m.ours: m.shape for m in paddle_key_maps(cfg) if cfg.num_classes > 0 or not m.ours.startswith("fc.")}
+    return MappingProxyType(shapes)  # cached: read-only
 
 
 def detect_key_style(keys: set[str]) -> str | None:
@@ -97,3 +137,13 @@ def detect_key_style(keys: set[str]) -> str | None:
     if any(k.endswith(("_weights", "_variance")) for k in keys):
         return "param_name"
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def file_key_shapes(cfg: Res2NetConfig) -> Mapping[str, tuple[int, ...]]:
+    """Key -> shape a file for ``Res2Net(cfg)`` may hold, in all three namings (ours, structured, parameter)."""
+    shapes = dict(state_shapes(cfg))
+    for m in paddle_key_maps(cfg):
+        if m.ours in shapes:
+            shapes[m.structured] = shapes[m.param_name] = m.shape[::-1] if m.transpose else m.shape
+    return MappingProxyType(shapes)
