@@ -12,7 +12,7 @@ def test_no_references_to_files_outside_the_repository():
         "src/**/*.py",
         "src/**/*.yaml",
         "src/**/*.md",
-        "benchmarks/**/*.py",
+        "scripts/**/*.py",
         "tests/**/*.py",
         "deploy/**/*",
     ):

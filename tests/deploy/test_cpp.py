@@ -1,7 +1,7 @@
-"""The C++ predictor (deploy/cpp): built from the sources, checked against the Python predictor.
+"""The C++ predictor on ``.pt2`` packages (libtorch), checked against the Python predictor.
 
 What is proven here:
-- ``deploy/cpp/build.sh`` builds ``res2net_predict`` in a fresh build directory;
+- ``deploy/cpp/build.sh`` builds ``res2net_predict`` in a fresh build directory (conftest.py);
 - on real photos (PNG and JPEG, grey, 16-bit, RGBA, EXIF-rotated, odd and small sizes) its preprocessed input equals
   ``EvalTransform``'s (measured: bit-identical with Debian's OpenCV 4.6 vs opencv-python 5.0; the test
   allows one grey level on at most 0.1% of values, for other OpenCV / libjpeg builds);
@@ -11,17 +11,12 @@ What is proven here:
 
 The model is res2net_tiny with seeded random weights and a classifier scaled so the softmax is
 peaked (scores 0.2-0.9 rather than 1/classes), which makes a 1e-4 score tolerance meaningful.
-Building (~15 s) and compiling the package (~50 s) happen once per session.
+Compiling the package (~30 s) happens once per session. The OpenVINO runtime: test_cpp_openvino.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,48 +26,8 @@ import torch
 import res2net
 from res2net.data.image import load_image
 from res2net.data.transforms import EvalTransform
+from tests.deploy.conftest import predict_json, run
 from tests.utils import randomize_
-
-ROOT = Path(__file__).resolve().parents[2]
-CPP = ROOT / "deploy" / "cpp"
-NUM_CLASSES = 10
-
-
-def _toolchain_missing() -> str | None:
-    for tool in ("cmake", "c++"):
-        if shutil.which(tool) is None:
-            return f"{tool} not found"
-    if not any(Path(p).is_dir() for p in ("/usr/include/opencv4", "/usr/local/include/opencv4")):
-        return "OpenCV headers not found (apt-get install -y libopencv-dev)"
-    return None
-
-
-@pytest.fixture(scope="session")
-def binary(tmp_path_factory) -> Path:
-    reason = _toolchain_missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must build deploy/cpp: {reason}")
-        pytest.skip(reason)
-    build = tmp_path_factory.mktemp("cpp-build")
-    env = {**os.environ, "BUILD_DIR": str(build), "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(CPP / "build.sh")], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    exe = build / "res2net_predict"
-    assert exe.is_file()
-    return exe
-
-
-def peaked_tiny(seed: int = 0) -> torch.nn.Module:
-    model = randomize_(res2net.create_model("res2net_tiny", num_classes=NUM_CLASSES), seed)
-    with torch.no_grad():
-        model.fc.weight.mul_(8.0)  # random logits are nearly flat; a peaked softmax makes scores informative
-    return model
-
-
-@pytest.fixture(scope="session")
-def model() -> torch.nn.Module:
-    return peaked_tiny()
 
 
 @pytest.fixture(scope="session")
@@ -82,49 +37,6 @@ def package(model, tmp_path_factory) -> Path:
     # A fixed batch of 2: the binary must pad the last batch (odd image counts) and ignore --batch-size.
     # The dynamic-batch path (batches of 3 and 1) is exercised by the Res2Net50 test.
     return export_pt2(model, tmp_path_factory.mktemp("pt2") / "tiny.pt2", dynamic_batch=False, batch_size=2)
-
-
-@pytest.fixture(scope="session")
-def images(tmp_path_factory) -> list[Path]:
-    """Real photos as PNG and JPEG, plus grey, 16-bit grey, RGBA, EXIF-rotated, odd-sized and upscaled
-    (< 256 px) variants."""
-    skdata = pytest.importorskip("skimage.data")
-    from PIL import Image
-
-    d = tmp_path_factory.mktemp("images")
-    for name in ("astronaut", "chelsea", "coffee", "rocket"):
-        im = Image.fromarray(getattr(skdata, name)())
-        im.save(d / f"{name}.png")
-        im.save(d / f"{name}.jpg", quality=90)
-    Image.fromarray(skdata.camera()).save(d / "camera_grey.png")
-    a = skdata.astronaut()
-    Image.fromarray(np.dstack([a, np.full(a.shape[:2], 200, np.uint8)])[:333, :257]).save(d / "rgba_odd.png")
-    Image.fromarray(skdata.coffee()).resize((301, 203)).save(d / "coffee_small.jpg", quality=85)
-    Image.fromarray(skdata.chelsea()).resize((1001, 667)).save(d / "chelsea_big.png")
-    exif = Image.Exif()
-    exif[0x0112] = 6  # EXIF orientation "rotate 90 CW": both sides must apply it
-    Image.fromarray(skdata.chelsea()).save(d / "chelsea_exif_rotated.jpg", exif=exif.tobytes(), quality=92)
-    Image.fromarray(skdata.camera().astype(np.uint16) * 257).save(d / "camera_16bit.png")
-    return sorted(d.iterdir())
-
-
-@pytest.fixture(scope="session")
-def labels_file(tmp_path_factory) -> Path:
-    f = tmp_path_factory.mktemp("labels") / "labels.txt"
-    f.write_text("".join(f"{i} class {i}, number {i}\n" for i in range(NUM_CLASSES)))
-    return f
-
-
-def run(exe: Path, *args, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=300)
-    if check:
-        assert proc.returncode == 0, f"rc {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-    return proc
-
-
-def predict_json(exe, package, image_args, *extra) -> list[dict]:
-    proc = run(exe, "--model", package, *image_args, "--json", *extra)
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
 def test_preprocessing_matches_eval_transform(binary, package, images, tmp_path):
@@ -192,36 +104,6 @@ def test_benchmark_mode(binary, package, images):
     assert "batch 2" in line and "images/s" in line
 
 
-@pytest.fixture(scope="session")
-def bad_files(tmp_path_factory, images) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("bad")
-    jpg = next(p for p in images if p.suffix == ".jpg").read_bytes()
-    png = next(p for p in images if p.suffix == ".png").read_bytes()
-    files = {
-        "truncated.jpg": jpg[: len(jpg) // 3],
-        "truncated.png": png[: len(png) // 3],
-        "text.png": b"this is not an image\n",
-        "empty.jpg": b"",
-        "junk.pt2": b"not a zip file at all",
-    }
-    out = {}
-    for name, data in files.items():
-        (d / name).write_bytes(data)
-        out[name] = d / name
-    with zipfile.ZipFile(d / "zip.pt2", "w") as z:
-        z.writestr("archive/data.txt", "a zip, but no compiled model")
-    out["zip.pt2"] = d / "zip.pt2"
-
-    class AddOne(torch.nn.Module):
-        def forward(self, x):
-            return x + 1
-
-    torch.export.save(torch.export.export(AddOne(), (torch.randn(2, 3),)), d / "exported.pt2")
-    out["exported.pt2"] = d / "exported.pt2"
-    out["missing.jpg"] = d / "missing.jpg"
-    return out
-
-
 @pytest.mark.parametrize(
     "image, message",
     [
@@ -287,9 +169,8 @@ def test_res2net50_matches_python_predictor(binary, images, tmp_path):
         model.fc.weight.mul_(8.0)  # a peaked softmax: 1000 near-equal scores would make 1e-4 meaningless
     package = export_pt2(model, tmp_path / "r50.pt2")
     photos = [p for p in images if p.suffix == ".png"][:4]
-    labels = Path(res2net.__file__).parent / "assets" / "imagenet1k_label_list.txt"
     results = predict_json(  # batches of 3 and 1: a dynamic batch below torch.export's lower bound of 2
-        binary, package, [a for p in photos for a in ("--image", p)], "--batch-size", 3, "--labels", labels
+        binary, package, [a for p in photos for a in ("--image", p)], "--batch-size", 3
     )
     assert len(results) == len(photos)
     pred = Predictor(model, engine="torch", precision="fp32", check=False, topk=5)
@@ -301,7 +182,8 @@ def test_res2net50_matches_python_predictor(binary, images, tmp_path):
         scores = np.array([t["score"] for t in r["topk"]])
         assert np.abs(scores - p[ids].numpy()).max() <= 1e-4
         assert ids == e["class_ids"] or np.min(-np.diff(np.sort(p.numpy())[::-1][:6])) < 1e-4
-        assert [t["label"] for t in r["topk"]] == e["label_names"]  # ImageNet names from the packaged list
+        # ImageNet names without --labels: the export records them for 1000 classes (as from a .pdparams)
+        assert [t["label"] for t in r["topk"]] == e["label_names"]
 
 
 # ------------------------------------------------------------------ res2net_pte_predict (ExecuTorch app)
@@ -341,9 +223,13 @@ def test_pte_app_matches_python_predictor(pte_binary, pte_program, model, images
         assert [t["label"] for t in r["topk"]] == e["label_names"]
 
 
-def test_pte_app_bad_inputs(pte_binary, pte_program, bad_files, images):
-    proc = run(pte_binary, "--model", bad_files["junk.pt2"], "--image", images[0], check=False)
+def test_pte_app_bad_inputs(pte_binary, pte_program, bad_files, images, tmp_path):
+    junk = tmp_path / "junk.pte"
+    junk.write_bytes(bad_files["junk.pt2"].read_bytes())
+    proc = run(pte_binary, "--model", junk, "--image", images[0], check=False)
     assert proc.returncode == 1 and "not a loadable ExecuTorch program" in proc.stderr
+    proc = run(pte_binary, "--model", bad_files["junk.pt2"], "--image", images[0], check=False)
+    assert proc.returncode == 1 and "runs ExecuTorch .pte programs only" in proc.stderr
     proc = run(pte_binary, "--model", pte_program, "--image", bad_files["text.png"], check=False)
     assert proc.returncode == 1 and "not an image" in proc.stderr
     proc = run(pte_binary, "--model", pte_program, "--image", images[0], "--crop-size", "160", check=False)

@@ -99,12 +99,12 @@ def test_export_cli_pte(tmp_path, capsys):
     assert summary["verify"]["max_abs_diff"] <= 1e-4
 
 
-def test_quantize_flag_only_for_pte(tmp_path, capsys):
+def test_quantize_flag_only_for_pte_and_openvino(tmp_path, capsys):
     from res2net.cli import main
 
     rc = main(["export", "--model", "res2net_tiny", "--format", "onnx", "--output", str(tmp_path / "m.onnx"),
                "--quantize", "int8"])  # fmt: skip
-    assert rc == 1 and "--quantize is for --format pte" in capsys.readouterr().err
+    assert rc == 1 and "--quantize is for --format openvino or pte" in capsys.readouterr().err
 
 
 def test_int8_calibration_leaves_out_outlier_images(digits_model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -75,3 +77,42 @@ def test_converter_failure_names_step_and_model(tmp_path, tiny_vd_model, monkeyp
     monkeypatch.setattr(ov, "convert_model", boom)
     with pytest.raises(ExportError, match=r"^OpenVINO conversion of Res2Net failed: boom$"):
         export_openvino(tiny_vd_model, tmp_path / "m")
+
+
+def res2net_tiny(**kw):
+    import res2net
+
+    return res2net.create_model("res2net_tiny", **kw)
+
+
+def test_metadata_carries_imagenet_labels_for_1000_classes(tmp_path, tiny_vd_model):
+    """What the C++ predictor prints without --labels: the names res2net.Predictor prints."""
+    from res2net.data.labels import load_labels
+
+    meta = read_metadata(export_openvino(tiny_vd_model, tmp_path / "m.xml", input_size=64))
+    assert json.loads(meta["labels"]) == load_labels() and len(load_labels()) == 1000
+    assert json.loads(meta["preprocess"])["resize_short"] == round(256 * 64 / 224)  # scaled with the crop
+    small = export_openvino(randomize_(res2net_tiny(num_classes=3)), tmp_path / "s.xml", input_size=64)
+    assert "labels" not in read_metadata(small)  # no names to guess: the predictors print ids
+    with pytest.raises(ExportError, match="2 label names for a 3-class model"):
+        export_openvino(randomize_(res2net_tiny(num_classes=3)), tmp_path / "t.xml", input_size=64, labels=["a", "b"])
+
+
+def test_export_cli_int8_records_preprocessing_labels_and_precision(tmp_path, capsys):
+    """``res2net export --format openvino --quantize int8``: the NNCF int8 IR, verified by top-1 agreement,
+    with the given preprocessing and class names in its metadata."""
+    from res2net.cli import main
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{i} name {i}\n" for i in range(10)))
+    out = tmp_path / "int8.xml"
+    rc = main(["export", "--model", "res2net_tiny", "--num-classes", "10", "--format", "openvino",
+               "--quantize", "int8", "--input-size", "64", "--resize-short", "80", "--labels", str(labels),
+               "--output", str(out)])  # fmt: skip
+    assert rc == 0 and out.is_file() and out.with_suffix(".bin").is_file()
+    meta = read_metadata(out)
+    assert meta["precision"] == "int8" and json.loads(meta["labels"]) == [f"name {i}" for i in range(10)]
+    pre = json.loads(meta["preprocess"])
+    assert pre["resize_short"] == 80 and pre["crop_size"] == [64, 64]
+    model = ov.Core().read_model(str(out))
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())

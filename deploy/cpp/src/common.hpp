@@ -1,8 +1,9 @@
-// Shared by res2net_predict (.pt2, libtorch) and res2net_pte_predict (.pte, ExecuTorch): image
-// decoding, PaddleClas's eval preprocessing (= res2net.data.transforms.EvalTransform, bit for bit),
-// labels, the metadata `res2net export` writes, the PaddleClas-style output, and the command-line
-// flags both take. No torch headers here: the ExecuTorch program builds against ExecuTorch's own
-// copy of c10.
+// Shared by every res2net C++ predictor: image decoding, PaddleClas's eval preprocessing
+// (= res2net.data.transforms.EvalTransform, bit for bit), labels, the metadata `res2net export`
+// writes, the PaddleClas-style output, the command-line flags, and the Runtime interface that
+// main.cpp drives (runtime_pt2.cpp: libtorch AOTInductor, runtime_openvino.cpp: OpenVINO,
+// runtime_pte.cpp: ExecuTorch). No runtime's headers here: the ExecuTorch program builds against
+// ExecuTorch's own copy of c10, which cannot meet libtorch's in one translation unit.
 #pragma once
 
 #include <algorithm>
@@ -14,10 +15,12 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <optional>
+#include <sched.h>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -172,6 +175,16 @@ inline bool jpeg_is_truncated(const std::vector<unsigned char>& data) {
   return true;
 }
 
+// Likewise a PNG must hold its IEND chunk: libpng would otherwise print its own "libpng error" line
+// to stderr before OpenCV gives up, and a bad file must make exactly one line.
+inline bool png_is_truncated(const std::vector<unsigned char>& data) {
+  static const unsigned char iend[] = {'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+  size_t start = data.size() > 4096 ? data.size() - 4096 : 8;
+  for (size_t i = data.size(); i >= start + sizeof iend; --i)
+    if (std::equal(iend, iend + sizeof iend, data.begin() + (i - sizeof iend))) return false;
+  return true;
+}
+
 // Decode to an RGB uint8 image, or throw UserError naming the file and the reason.
 inline cv::Mat load_image(const std::string& path) {
   std::error_code ec;
@@ -186,6 +199,9 @@ inline cv::Mat load_image(const std::string& path) {
     throw UserError(path + ": cannot read");
   bool is_jpeg = data.size() >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
   if (is_jpeg && jpeg_is_truncated(data)) throw UserError(path + ": corrupt or truncated image (JPEG has no end marker)");
+  static const unsigned char png_magic[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  const bool is_png = data.size() >= 8 && std::equal(png_magic, png_magic + 8, data.begin());
+  if (is_png && png_is_truncated(data)) throw UserError(path + ": corrupt or truncated image (PNG has no IEND chunk)");
   cv::Mat bgr;
   try {
     // IMREAD_COLOR: 3 channels, 8 bits, EXIF orientation applied - what load_image() in Python returns.
@@ -321,62 +337,118 @@ inline std::vector<std::string> json_items(std::string v) {
   return out;
 }
 
-// A flat JSON object of string values -> key/value pairs (the `.pte.json` sidecar; values such as
-// "preprocess" are themselves JSON, escaped). Throws std::invalid_argument on anything else.
-inline std::vector<std::pair<std::string, std::string>> parse_string_object(const std::string& text) {
-  std::vector<std::pair<std::string, std::string>> out;
-  size_t i = 0;
-  auto skip = [&] { while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i; };
-  auto expect = [&](char c) {
-    skip();
-    if (i >= text.size() || text[i] != c) throw std::invalid_argument(std::string("expected '") + c + "'");
-    ++i;
-  };
-  auto string = [&] {
+// A reader for the two JSON shapes `res2net export` writes for C++: a flat object of string values
+// (the `.pte.json` sidecar) and an array of strings (the "labels" metadata). \u escapes become UTF-8.
+class JsonStrings {
+ public:
+  explicit JsonStrings(const std::string& text) : t_(text) {}
+
+  // {"k": "v", ...} -> key/value pairs. Throws std::invalid_argument on anything else.
+  std::vector<std::pair<std::string, std::string>> object() {
+    std::vector<std::pair<std::string, std::string>> out;
+    expect('{');
+    if (peek() == '}') return ++i_, out;
+    while (true) {
+      std::string k = string();
+      expect(':');
+      out.emplace_back(std::move(k), string());
+      if (peek() == ',') {
+        ++i_;
+        continue;
+      }
+      expect('}');
+      return out;
+    }
+  }
+
+  // ["a", "b", ...] -> {"a", "b", ...}. Throws std::invalid_argument on anything else.
+  std::vector<std::string> array() {
+    std::vector<std::string> out;
+    expect('[');
+    if (peek() == ']') return ++i_, out;
+    while (true) {
+      out.push_back(string());
+      if (peek() == ',') {
+        ++i_;
+        continue;
+      }
+      expect(']');
+      return out;
+    }
+  }
+
+ private:
+  char peek() {
+    while (i_ < t_.size() && std::isspace(static_cast<unsigned char>(t_[i_]))) ++i_;
+    return i_ < t_.size() ? t_[i_] : '\0';
+  }
+  void expect(char c) {
+    if (peek() != c) throw std::invalid_argument(std::string("expected '") + c + "' at offset " + std::to_string(i_));
+    ++i_;
+  }
+  unsigned hex4() {
+    if (i_ + 4 > t_.size()) throw std::invalid_argument("bad \\u escape");
+    size_t used = 0;
+    unsigned v = std::stoul(t_.substr(i_, 4), &used, 16);
+    if (used != 4) throw std::invalid_argument("bad \\u escape");
+    i_ += 4;
+    return v;
+  }
+  static void utf8(std::string& s, unsigned cp) {
+    if (cp < 0x80) {
+      s += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      s += static_cast<char>(0xC0 | (cp >> 6));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      s += static_cast<char>(0xE0 | (cp >> 12));
+      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      s += static_cast<char>(0xF0 | (cp >> 18));
+      s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+  std::string string() {
     expect('"');
     std::string s;
-    while (i < text.size() && text[i] != '"') {
-      char c = text[i++];
-      if (c == '\\' && i < text.size()) {
-        char e = text[i++];
-        switch (e) {
-          case 'n': s += '\n'; break;
-          case 't': s += '\t'; break;
-          case 'r': s += '\r'; break;
-          case 'b': s += '\b'; break;
-          case 'f': s += '\f'; break;
-          case 'u': {  // metadata is ASCII; keep other code points as '?'
-            if (i + 4 > text.size()) throw std::invalid_argument("bad \\u escape");
-            unsigned v = std::stoul(text.substr(i, 4), nullptr, 16);
-            s += v < 0x80 ? static_cast<char>(v) : '?';
-            i += 4;
-            break;
-          }
-          default: s += e;
-        }
-      } else {
+    while (i_ < t_.size() && t_[i_] != '"') {
+      char c = t_[i_++];
+      if (c != '\\') {
         s += c;
+        continue;
+      }
+      if (i_ >= t_.size()) break;
+      switch (char e = t_[i_++]) {
+        case 'n': s += '\n'; break;
+        case 't': s += '\t'; break;
+        case 'r': s += '\r'; break;
+        case 'b': s += '\b'; break;
+        case 'f': s += '\f'; break;
+        case 'u': {
+          unsigned cp = hex4();
+          if (cp >= 0xD800 && cp < 0xDC00 && t_.compare(i_, 2, "\\u") == 0) {  // a surrogate pair
+            i_ += 2;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4() - 0xDC00);
+          }
+          utf8(s, cp);
+          break;
+        }
+        default: s += e;
       }
     }
     expect('"');
     return s;
-  };
-  expect('{');
-  skip();
-  if (i < text.size() && text[i] == '}') return out;
-  while (true) {
-    std::string k = string();
-    expect(':');
-    std::string v = string();
-    out.emplace_back(std::move(k), std::move(v));
-    skip();
-    if (i < text.size() && text[i] == ',') {
-      ++i;
-      continue;
-    }
-    expect('}');
-    return out;
   }
+
+  const std::string& t_;
+  size_t i_ = 0;
+};
+
+inline std::vector<std::pair<std::string, std::string>> parse_string_object(const std::string& text) {
+  return JsonStrings(text).object();
 }
 
 using MetaLookup = std::function<std::optional<std::string>(const std::string&)>;
@@ -476,5 +548,73 @@ inline void print_result(const std::string& path, double preprocess_ms, double i
                   label(top[j].first).c_str());
   }
 }
+
+// The first line of an exception message (libtorch appends a backtrace after it).
+inline std::string first_line(const std::string& msg) {
+  auto nl = msg.find('\n');
+  return nl == std::string::npos ? msg : msg.substr(0, nl);
+}
+
+// The CPUs this process may run on (its affinity mask): the default thread count, as in Python
+// (res2net.engines.base.default_threads).
+inline int cpu_count() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return 1;
+}
+
+// The class names to print: --labels FILE, else the package's own ("labels" metadata: a JSON array
+// of strings, which `res2net export` writes for ImageNet-1k models and when given --labels), else none.
+inline std::vector<std::string> resolve_labels(const std::string& labels_flag, const MetaLookup& meta,
+                                               const std::string& model) {
+  if (!labels_flag.empty()) return read_labels(labels_flag);
+  auto v = meta("labels");
+  if (!v) return {};
+  try {
+    return JsonStrings(*v).array();
+  } catch (const std::exception& e) {
+    throw UserError("--model " + model + ": malformed labels metadata (" + e.what() + ")");
+  }
+}
+
+// ------------------------------------------------------------------------------------- runtimes
+struct RuntimeOptions {
+  int threads = 0;  // 0: cpu_count()
+  int streams = 0;  // OpenVINO: a batch of several images runs as one share per stream (0: one per thread)
+};
+
+// The scores of a batch: `rows` x `classes` floats, row-major.
+struct Scores {
+  std::vector<float> values;
+  int64_t rows = 0, classes = 0;
+};
+
+// What main.cpp needs from an inference library: the package's metadata, the input it takes, and a
+// forward pass on preprocessed images. Implementations throw UserError (one line, naming the
+// package) for anything a user can cause: a wrong file, a batch or size the package cannot take.
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+  // e.g. "OpenVINO 2026.4.1 CPU, int8, 2 threads" (the first output line)
+  virtual std::string describe() const = 0;
+  // a value `res2net export` stored in the package ("preprocess", "labels", "input_shape", ...)
+  virtual std::optional<std::string> meta(const std::string& key) const = 0;
+  // > 0: every forward pass takes exactly this many images (main pads the last batch); 0: any number.
+  // `metadata_batch` is what the metadata says (0: dynamic), for runtimes that cannot tell on their own.
+  virtual int fixed_batch(int metadata_batch) const { return metadata_batch; }
+  // the side of the square input the program itself declares, 0 when only the metadata says it
+  virtual int input_size() const { return 0; }
+  virtual int threads() const = 0;
+  // Get ready for batches of `batch` images of `size` (OpenVINO compiles for that shape), so that
+  // the load time, not the first batch, pays for it.
+  virtual void prepare(int /*batch*/, int /*size*/) {}
+  // scores for `n` images (n x 3 x size x size floats, NCHW); n is within fixed_batch() when that is set
+  virtual Scores forward(const float* x, int64_t n, int size) = 0;
+};
+
+// The runtimes a build links (each defined in its runtime_*.cpp; CMake defines R2N_WITH_*).
+std::unique_ptr<Runtime> open_pt2(const std::string& path, const RuntimeOptions& options);
+std::unique_ptr<Runtime> open_openvino(const std::string& path, const RuntimeOptions& options);
+std::unique_ptr<Runtime> open_pte(const std::string& path, const RuntimeOptions& options);
 
 }  // namespace r2n

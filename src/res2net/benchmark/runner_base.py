@@ -6,6 +6,7 @@ build on it and the runner table can import them without a cycle.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -13,10 +14,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from res2net._paths import state_digest
 from res2net.benchmark.timing import cuda_sync, time_calls
 from res2net.cpu import has_bf16
 from res2net.errors import Res2NetError
 from res2net.export.verify import compare_outputs, default_images, preprocess_images
+from res2net.runtime.cache import ArtifactKey
+
+
+def artifact_key(model: nn.Module, fmt: str, precision: str, input_size: int, device_type: str) -> ArtifactKey:
+    """The cache key of a benchmark runner's exported file: model, config, weights, format, precision, size."""
+    card = getattr(model, "card", None)
+    cfg_digest = hashlib.sha256(repr(getattr(model, "cfg", "")).encode()).hexdigest()[:8]
+    model_id = f"{getattr(card, 'name', type(model).__name__)}-{getattr(model, 'num_classes', 0)}c-{cfg_digest}"
+    return ArtifactKey(model_id, state_digest(model), fmt, precision, input_size, device_type)
+
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -17,6 +17,8 @@ numbers are comparable with the seed's FP32 column and fp32 outputs with the CPU
   interpreter (:mod:`res2net.benchmark.paddle_anchor`) — the first anchor ratios are taken against.
 * ``timm``: timm's own Res2Net as a timm user runs it (eager, NCHW, ``inference_mode``; autocast for
   bf16 / fp16), same weights (:mod:`res2net.benchmark.timm_anchor`) — the second anchor.
+* ``cpp`` / ``cpp-pt2``: the C++ predictor ``deploy/cpp`` builds, on an OpenVINO IR (fp32 / int8) or
+  a ``.pt2`` package (:mod:`res2net.benchmark.cpp_runner`).
 
 pt2 / torchscript / compile artifacts are built once and cached like the Predictor's (keyed by the
 weights' digest) in ``$RES2NET_HOME/artifacts``.
@@ -25,7 +27,6 @@ weights' digest) in ``$RES2NET_HOME/artifacts``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -34,14 +35,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from res2net._paths import state_digest
 from res2net.accuracy import PRECISIONS as ENGINE_PRECISIONS
+from res2net.benchmark.cpp_runner import CppRunner, check_cpp
 from res2net.benchmark.paddle_anchor import PaddleAnchor, PaddleUnavailable, paddle_model_name, paddle_python
 from res2net.benchmark.runner_base import (
     Runner,
     TensorRunner,
     Unsupported,
     accuracy_vs_eager,
+    artifact_key,
     check_torch_precision,
     fp32_means_fp32,
     random_batch,
@@ -55,12 +57,13 @@ from res2net.export.verify import default_images, preprocess_images
 from res2net.models.fuse import fold_batchnorm
 from res2net.predict import Predictor
 from res2net.runtime import ENGINE_NAMES, engine_class
-from res2net.runtime.cache import ArtifactCache, ArtifactKey
+from res2net.runtime.cache import ArtifactCache
 
 PREDICTOR_ENGINES = ENGINE_NAMES
 ARTIFACT_ENGINES = ("pt2", "torchscript")
 ANCHOR_ENGINES = ("paddle", "timm")  # not ours: what our engines are compared against
-ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, *ANCHOR_ENGINES)
+CPP_ENGINES = ("cpp", "cpp-pt2")  # the C++ predictor (res2net.benchmark.cpp_runner)
+ENGINES = (*PREDICTOR_ENGINES, "auto", "cudagraph", "compile", *ARTIFACT_ENGINES, *CPP_ENGINES, *ANCHOR_ENGINES)
 CPU_ENGINES = (*PREDICTOR_ENGINES, "auto", *ANCHOR_ENGINES)  # the default set on a CPU
 PRECISIONS = ("fp32", "fp16", *ENGINE_PRECISIONS[1:])  # fp16: GPU only
 
@@ -225,11 +228,7 @@ class ArtifactRunner(TensorRunner):
         fp32_means_fp32(device)
 
         self.engine = fmt
-        card = getattr(model, "card", None)
-        cfg_digest = hashlib.sha256(repr(getattr(model, "cfg", "")).encode()).hexdigest()[:8]
-        model_id = f"{getattr(card, 'name', type(model).__name__)}-{getattr(model, 'num_classes', 0)}c-{cfg_digest}"
-        dev_type = torch.device(device).type
-        key = ArtifactKey(model_id, state_digest(model), fmt, precision, input_size, dev_type)
+        key = artifact_key(model, fmt, precision, input_size, torch.device(device).type)
         cache = ArtifactCache(cache_dir)
         filename = "model.pt2" if fmt == "pt2" else "model.pt"
 
@@ -339,6 +338,8 @@ def check_supported(engine: str, precision: str | None, device: str, model: str 
             raise Unsupported("paddle: the anchor runs Paddle Inference on the CPU (oneDNN)")
     elif engine == "timm":
         check_timm(model, precision or "fp32", device)
+    elif engine in CPP_ENGINES:
+        check_cpp(engine, precision, device)
     elif engine != "auto":
         if engine == "cudagraph" and not device.startswith("cuda"):
             raise Unsupported("cudagraph: CUDA graphs need a CUDA device")
@@ -383,6 +384,8 @@ def build_runner(
         return ArtifactRunner(
             model, engine, precision or "fp32", device=device, input_size=input_size, cache_dir=cache_dir
         )
+    if engine in CPP_ENGINES:
+        return CppRunner(model, engine, precision, threads=threads, input_size=input_size, cache_dir=cache_dir)
     if engine == "timm":
         return TimmRunner(model, precision or "fp32", device=device, input_size=input_size, check=check)
     if engine == "paddle":

@@ -52,6 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=1, help="the batch size of a --no-dynamic-batch export")
     parser.add_argument("--input-size", type=int, default=224, help="square input size fixed in the graph")
+    parser.add_argument(
+        "--resize-short",
+        type=int,
+        help="preprocessing recorded in the file: resize the short side to this before the --input-size crop "
+        "(default: the model card's, scaled with --input-size)",
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="class names recorded in the file ('name' or 'id name' per line; default: ImageNet's for 1000 classes)",
+    )
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
     parser.add_argument("--device", default="cpu", help="pt2: compile kernels for cpu or cuda")
     parser.add_argument("--verify", action="store_true", help="compare with PyTorch on real images; fail past --atol")
@@ -71,22 +82,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("KIND_AUTO", "KIND_CPU", "KIND_GPU"),
         help="where Triton runs the model instances (default: Triton's choice)",
     )
-    triton.add_argument("--labels", type=Path, help="class names, one per line (default: ImageNet for 1000 classes)")
-    edge = parser.add_argument_group("pte (ExecuTorch + XNNPACK; batch fixed to --batch-size)")
-    edge.add_argument("--quantize", choices=("int8",), help="pte: PT2E static int8 (XNNPACKQuantizer)")
-    edge.add_argument("--calibration", help="int8 calibration images: folder, list file or glob (default: samples)")
+    int8 = parser.add_argument_group("int8 (openvino: NNCF, as the Predictor's openvino int8; pte: PT2E + XNNPACK)")
+    int8.add_argument("--quantize", choices=("int8",), help="post-training static int8 (openvino, pte)")
+    int8.add_argument("--calibration", help="int8 calibration images: folder, list file or glob (default: samples)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
+
+
+def transform(args: argparse.Namespace, model):
+    """The preprocessing to record: the card's, unless ``--resize-short`` is given (crop: ``--input-size``)."""
+    if args.resize_short is None:
+        return None
+    from dataclasses import replace
+
+    from res2net.data.transforms import EvalTransform
+
+    card = getattr(model, "card", None)
+    base = EvalTransform.from_preprocess(card.preprocess) if card is not None else EvalTransform()
+    return replace(base, resize_short=args.resize_short, crop_size=args.input_size)
 
 
 def export(args: argparse.Namespace, model) -> Path:
     common = dict(softmax=args.softmax, input_size=args.input_size)
     static = dict(dynamic_batch=args.dynamic_batch, batch_size=args.batch_size)
+    recorded = dict(transform=transform(args, model), labels=args.labels)  # what the C++ predictor reads
     if args.fmt == "onnx":
         return ex.export_onnx(model, args.output, opset=args.opset, **common, **static)
     if args.fmt == "openvino":
-        return ex.export_openvino(model, args.output, **common, **static)
+        return ex.export_openvino(
+            model, args.output, quantize=args.quantize, calibration=args.calibration, **common, **static, **recorded
+        )
     if args.fmt == "pt2":
-        return ex.export_pt2(model, args.output, device=args.device, **common, **static)
+        return ex.export_pt2(model, args.output, device=args.device, **common, **static, **recorded)
     if args.fmt == "torchscript":
         return ex.export_torchscript(model, args.output, **common)
     if args.fmt == "hf":
@@ -131,8 +157,12 @@ def main(args: argparse.Namespace) -> int:
         log.info("TorchScript traces are batch-agnostic; --no-dynamic-batch has no effect")
     if args.fmt == "triton" and not args.dynamic_batch:
         raise ExportError("Triton models are exported with a dynamic batch (dynamic batching needs it)")
-    if args.quantize and args.fmt != "pte":
-        raise ExportError(f"--quantize is for --format pte, not {args.fmt}")
+    if args.quantize and args.fmt not in ("openvino", "pte"):
+        raise ExportError(f"--quantize is for --format openvino or pte, not {args.fmt}")
+    if args.resize_short is not None and args.fmt not in ("openvino", "pt2"):
+        raise ExportError(f"--resize-short is recorded in openvino and pt2 files, not {args.fmt}")
+    if args.labels is not None and args.fmt not in ("openvino", "pt2", "triton"):
+        raise ExportError(f"--labels is recorded in openvino, pt2 and triton exports, not {args.fmt}")
     if args.weights is None:
         log.warning(
             "no --weights: exporting %s with RANDOM weights (fine for a smoke test, useless otherwise)", args.model

@@ -13,15 +13,18 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
 
 from res2net._version import __version__
 from res2net.errors import Res2NetError
+
+if TYPE_CHECKING:
+    from res2net.data.transforms import EvalTransform
 
 log = logging.getLogger("res2net.export")
 
@@ -119,21 +122,34 @@ def model_name(model: nn.Module) -> str:
 
 
 def metadata(
-    model: nn.Module, h: int, w: int, *, softmax: bool, dynamic_batch: bool, fmt: str, batch_size: int = 1
+    model: nn.Module,
+    h: int,
+    w: int,
+    *,
+    softmax: bool,
+    dynamic_batch: bool,
+    fmt: str,
+    batch_size: int = 1,
+    transform: EvalTransform | None = None,
+    labels: Sequence[str] | str | Path | None = None,
 ) -> dict[str, str]:
     """String key/values stored in the exported file, so a consumer can run it without guessing.
 
-    The preprocessing recorded is the card's (resize the short side, centre crop, mean/std, RGB);
-    for an export at another size the resize scales with the crop, as PaddleClas does.
+    The preprocessing recorded is ``transform``'s, else the card's (resize the short side, centre
+    crop, mean/std, RGB); for an export at another size the card's resize scales with the crop, as
+    PaddleClas does. ``labels`` (class names, stored as a JSON array; see :func:`class_names`): the
+    given ones, else the ImageNet-1k names for a 1000-class model — the names ``res2net.Predictor``
+    prints, so the C++ predictor prints them too without a ``--labels`` flag.
     """
     card = getattr(model, "card", None)
     cfg = getattr(model, "cfg", None)
+    num_classes = getattr(model, "num_classes", None)
     meta = {
         "producer": f"res2net {__version__}",
         "torch_version": torch.__version__,
         "format": fmt,
         "model_name": model_name(model),
-        "num_classes": str(getattr(model, "num_classes", "")),
+        "num_classes": str(num_classes or ""),
         "input_name": INPUT_NAME,
         "output_name": output_name(softmax),
         "input_shape": json.dumps(["batch" if dynamic_batch else batch_size, getattr(cfg, "in_chans", 3), h, w]),
@@ -141,9 +157,14 @@ def metadata(
         "softmax": str(bool(softmax)).lower(),
         "dynamic_batch": str(bool(dynamic_batch)).lower(),
     }
-    if card is not None:
-        p = card.preprocess
-        resize = p.at_crop(h).resize_short if (h, w) != (p.crop_size, p.crop_size) else p.resize_short
+    p = transform if transform is not None else getattr(card, "preprocess", None)
+    if p is not None:
+        if transform is not None:
+            if (transform.crop_size, transform.crop_size) != (h, w):
+                raise ExportError(f"the transform crops {transform.crop_size}, but the export is {h}x{w}")
+            resize = transform.resize_short
+        else:
+            resize = p.at_crop(h).resize_short if (h, w) != (p.crop_size, p.crop_size) else p.resize_short
         meta["preprocess"] = json.dumps(
             {
                 "resize_short": resize,
@@ -151,11 +172,27 @@ def metadata(
                 "interpolation": p.interpolation,
                 "mean": list(p.mean),
                 "std": list(p.std),
-                "channel_order": p.channel_order,
+                "channel_order": getattr(p, "channel_order", "RGB"),
                 "layout": "NCHW",
             }
         )
+    names = class_names(num_classes, labels)
+    if names is not None:
+        meta["labels"] = json.dumps(names)
     return meta
+
+
+def class_names(num_classes: int | None, labels: Sequence[str] | str | Path | None = None) -> list[str] | None:
+    """The class names an export records: ``labels`` (names, or a label file in any format
+    :func:`res2net.data.labels.load_labels` reads), else ImageNet-1k's for 1000 classes, else none."""
+    from res2net.data.labels import load_labels
+
+    if labels is None:
+        return load_labels() if num_classes == 1000 else None
+    names = load_labels(labels) if isinstance(labels, (str, Path)) else [str(n) for n in labels]
+    if num_classes and len(names) != num_classes:
+        raise ExportError(f"{len(names)} label names for a {num_classes}-class model")
+    return names
 
 
 def output_path(path: str | Path, suffix: str) -> Path:
@@ -217,9 +254,12 @@ def convert_program(
     softmax: bool,
     dynamic_batch: bool,
     batch_size: int = 1,
+    transform: EvalTransform | None = None,
+    labels: Sequence[str] | str | Path | None = None,
 ) -> tuple[T, dict[str, str]]:
     """Capture ``model`` in eval mode (:func:`export_program`), ``convert`` the program
-    (:func:`convert_quietly`, the model named by its class) and describe it (:func:`metadata`).
+    (:func:`convert_quietly`, the model named by its class) and describe it (:func:`metadata`, with
+    ``transform`` and ``labels``).
 
     The ONNX and OpenVINO exports are this same sequence with another converter; they then rename
     tensors and attach the metadata in their own format. Returns ``(converted, metadata)``.
@@ -227,5 +267,8 @@ def convert_program(
     with eval_mode(model):
         program = export_program(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, batch_size=batch_size)
         converted = convert_quietly(lambda: convert(program), what, type(model).__name__)
-        meta = metadata(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt=fmt, batch_size=batch_size)
+        meta = metadata(
+            model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt=fmt, batch_size=batch_size,
+            transform=transform, labels=labels,
+        )  # fmt: skip
     return converted, meta

@@ -8,12 +8,19 @@ type (``cpu`` or ``cuda``) and, on CPU, for the instruction set of the machine t
 
 Compiling takes a while (tens of seconds for a small model, minutes for Res2Net-200 on two cores);
 it happens once, at export.
+
+On CPU the weights are frozen into the package (Inductor's ``freezing``, as ``torch.compile``
+users set it: BatchNorm folded into the convolutions, constants folded, the convolutions become
+oneDNN ``mkldnn._convolution_pointwise`` calls on weights prepacked at load, residual adds and ReLUs
+fused into them) instead of generic ``aten.convolution`` calls that reorder every weight on every
+call. See docs/deploy.md for what it changes and where the package stands on CPU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -28,6 +35,9 @@ from res2net.export._common import (
     output_path,
 )
 
+if TYPE_CHECKING:
+    from res2net.data.transforms import EvalTransform
+
 
 def export_pt2(
     model: nn.Module,
@@ -39,13 +49,17 @@ def export_pt2(
     batch_size: int = 1,
     device: str = "cpu",
     inductor_configs: dict[str, Any] | None = None,
+    transform: EvalTransform | None = None,
+    labels: Sequence[str] | str | Path | None = None,
 ) -> Path:
     """Compile ``model`` with AOTInductor into the package ``path`` (``.pt2``); return the path.
 
     Args mirror :func:`res2net.export.export_onnx`; ``device`` (``"cpu"``/``"cuda"``/``"cuda:1"``)
     is where the kernels run, and ``inductor_configs`` are passed to Inductor (e.g.
-    ``{"max_autotune": True}`` on GPU). The package's metadata (``get_metadata()`` in Python and
-    C++) holds the model name, classes, tensor names and preprocessing.
+    ``{"max_autotune": True}`` on GPU; ``{"freezing": False}`` keeps CPU weights unfrozen). The
+    package's metadata (``get_metadata()`` in Python and C++) holds the model name, classes, tensor
+    names, the preprocessing (``transform``, default the card's) and the class names (``labels``,
+    default ImageNet's for 1000 classes).
     """
     h, w = input_hw(input_size)
     path = output_path(path, ".pt2")
@@ -54,16 +68,22 @@ def export_pt2(
         raise ExportError("--device cuda was asked for, but PyTorch sees no CUDA device here")
     param = next(model.parameters(), None)
     original = param.device if param is not None else torch.device("cpu")
-    meta = metadata(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt="pt2", batch_size=batch_size)
-    configs = {"aot_inductor.metadata": meta, **(inductor_configs or {})}
+    meta = metadata(
+        model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, fmt="pt2", batch_size=batch_size,
+        transform=transform, labels=labels,
+    )  # fmt: skip
+    configs = {"aot_inductor.metadata": meta, "freezing": device.type == "cpu", **(inductor_configs or {})}
     with eval_mode(model):
         model.to(device)
         try:
             program = export_program(model, h, w, softmax=softmax, dynamic_batch=dynamic_batch, batch_size=batch_size)
             try:
-                out = torch._inductor.aoti_compile_and_package(
-                    program, package_path=str(path), inductor_configs=configs
-                )
+                # Without grad: Inductor only freezes (and so only prepacks oneDNN weights) when grad is off;
+                # with it on, `freezing` is silently ignored and every convolution reorders its weights per call.
+                with torch.no_grad():
+                    out = torch._inductor.aoti_compile_and_package(
+                        program, package_path=str(path), inductor_configs=configs
+                    )
             except Exception as e:
                 raise ExportError(f"AOTInductor compilation of {meta['model_name']} failed: {e}") from e
         finally:
