@@ -6,7 +6,8 @@ from pathlib import Path
 
 from torch import nn
 
-from res2net.models.res2net import Res2Net, Res2NetFeatures, freeze_batch_norm
+from res2net.models.backbone import Res2NetFeatures, freeze_batch_norm
+from res2net.models.res2net import Res2Net
 from res2net.models.zoo import get_card
 from res2net.weights.formats import RawWeights
 from res2net.weights.hub import download_weights, is_official

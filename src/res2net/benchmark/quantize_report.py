@@ -31,9 +31,9 @@ from res2net.cpu import isa_level
 from res2net.data.datasets import DatasetError, read_list_file, scan_image_folder
 from res2net.data.image import load_image
 from res2net.errors import Res2NetError
+from res2net.export.calibration import calibration_data, calibration_files, sample_images
 from res2net.export.executorch import PRECISIONS as PTE_PRECISIONS
 from res2net.export.executorch import PteModel, export_pte
-from res2net.export.quantize import calibration_data, calibration_files, sample_images
 from res2net.predict import Predictor
 from res2net.runtime import ENGINE_NAMES, EngineError, compare_logits, engine_class
 from res2net.runtime.base import array_digest

@@ -19,7 +19,7 @@ from res2net.cli.paddleclas import add_paddleclas_arguments, apply_paddleclas_ar
 from res2net.data.image import escape_name, find_images
 from res2net.data.transforms import EvalTransform
 from res2net.errors import Res2NetError
-from res2net.export.quantize import sample_images
+from res2net.export.calibration import sample_images
 from res2net.models.zoo import get_card
 from res2net.predict import DEFAULT_MODEL, Predictor
 from res2net.runtime import ENGINE_NAMES, PRECISIONS

@@ -40,8 +40,8 @@ from res2net.export._common import (
     model_name,
     output_path,
 )
+from res2net.export.calibration import OUTLIER_FRACTION, calibration_data, trim_outliers
 from res2net.export.pte import PteModel, read_metadata, require_executorch, sidecar
-from res2net.export.quantize import OUTLIER_FRACTION, calibration_data, trim_outliers
 from res2net.export.verify import verify_export
 
 PRECISIONS = tuple(p for p in ALL_PRECISIONS if p != "bf16")  # XNNPACK has no bf16 path

@@ -1,6 +1,7 @@
 """Res2Net architectures and the registry of named models."""
 
-from res2net.models.res2net import Bottle2neck, Res2Net, Res2NetConfig, Res2NetFeatures, freeze_batch_norm
+from res2net.models.backbone import Res2NetFeatures, freeze_batch_norm
+from res2net.models.res2net import Bottle2neck, Res2Net, Res2NetConfig
 from res2net.models.zoo import ModelCard, Preprocess, get_card, list_models
 
 __all__ = [

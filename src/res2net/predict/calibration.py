@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 
 from res2net.data.transforms import EvalTransform
-from res2net.export.quantize import CHECK_SCALES, calibration_data, calibration_files, sample_views
+from res2net.export.calibration import CHECK_SCALES, calibration_data, calibration_files, sample_views
 from res2net.runtime.base import array_digest
 
 

@@ -36,7 +36,7 @@ from res2net.data.image import ImageError, ImageSource, find_images, prepare_ima
 from res2net.data.labels import load_labels
 from res2net.data.transforms import EvalTransform
 from res2net.errors import Res2NetError
-from res2net.export.quantize import calibration_data
+from res2net.export.calibration import calibration_data
 from res2net.factory import create_model
 from res2net.models.zoo import get_card
 from res2net.predict.calibration import calibration_digest, check_inputs

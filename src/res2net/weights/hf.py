@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from res2net.errors import require
-from res2net.weights.formats import WeightsError
+from res2net.weights.raw import WeightsError
 
 HF_PREFIX = "hf-hub:"
 WEIGHTS_NAME = "model.safetensors"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from res2net._paths import res2net_home, sha256_file
 from res2net.models.zoo import PADDLE_BASE_URL, TIMM_BASE_URL, ModelCard, get_card
-from res2net.weights.formats import WeightsError
+from res2net.weights.raw import WeightsError
 
 _CHUNK = 1 << 16
 OFFICIAL_WEIGHTS = ("official", "pretrained")  # what --weights / weights= accept for "the released weights"

@@ -36,7 +36,7 @@ def _strip_prefixes(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 def _from_paddle(raw: RawWeights, cfg: Res2NetConfig) -> dict[str, torch.Tensor]:
     maps = paddle_key_maps(cfg)
     if raw.origin == "paddle_inference":
-        # save_combine writes parameters sorted by name and stores no names (see formats.py).
+        # save_combine writes parameters sorted by name and stores no names (see pdiparams.py).
         ordered = sorted(maps, key=lambda m: m.param_name)
         arrays = [raw.tensors[f"@{i}"] for i in range(len(raw.tensors))]
         if len(arrays) != len(ordered):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from res2net.weights.formats import WeightsError
+from res2net.weights.raw import WeightsError
 
 # Tried in this order: the file formats a weights prefix may stand for (safetensors before a
 # full last.pt training checkpoint, whose weights are also in last.safetensors).
