@@ -198,3 +198,50 @@ def test_health_answers_while_a_large_body_is_parsed(guarded_server):
     assert {s for s, _ in latencies} == {200}
     worst = max(t for _, t in latencies)
     assert worst < PROBE_LATENCY_S, f"slowest probe {worst:.3f} s while the body was parsed"
+
+
+def post_raw(port: int, path: str, body: bytes, headers: str = "") -> bytes:
+    """Send a whole request (headers then body) before reading a byte, as simple clients do; return the
+    whole answer. A server that closes with the body unread resets the connection and the answer is lost."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\n{headers}\r\n".encode())
+        s.sendall(body)
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_413_answer_survives_the_unread_body(guarded_server, framing):
+    """The server answers 413 before reading the body, then discards what the client still sends (a
+    lingering close, bounded) instead of closing on unread bytes, which makes the kernel reset the
+    connection and throw the answer away. Before: ConnectionResetError on most tries."""
+    size = 48 * 1024 * 1024  # over the 40 MB limit
+    for _ in range(3):
+        if framing == "content-length":
+            body, headers = b"\0" * size, f"content-length: {size}\r\n"
+        else:
+            piece = b"\0" * (1024 * 1024)
+            body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(size // len(piece))) + b"0\r\n\r\n"
+            headers = "transfer-encoding: chunked\r\n"
+        answer = post_raw(guarded_server.port, "/v1/classify", body, headers)
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"limit" in payload and json.loads(payload)["error"]
+
+
+def test_lingering_close_is_bounded(guarded_server):
+    """A client that keeps sending after its 413 is cut off after LINGER_S seconds or LINGER_BYTES bytes."""
+    from res2net.serve.connections import LINGER_BYTES, LINGER_S
+
+    with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=30) as s:
+        s.sendall(b"POST /v1/classify HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\n\r\n")
+        t, sent, piece = time.monotonic(), 0, b"\0" * (1024 * 1024)
+        with pytest.raises(OSError):  # reset or broken pipe once the server gives up
+            while time.monotonic() - t < LINGER_S + 20:
+                sent += s.send(piece)
+        elapsed = time.monotonic() - t
+    assert elapsed < LINGER_S + 5 and sent < LINGER_BYTES + 64 * 1024 * 1024, (elapsed, sent)
+    guarded_server.assert_healthy()
