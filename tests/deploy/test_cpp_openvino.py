@@ -84,15 +84,22 @@ def test_text_output_streams_and_benchmark(binary, ir, images):
     assert bench["preprocess_ms_per_image"] > 0
 
 
-def test_bad_images_among_good_ones(binary, ir, images, bad_files):
+@pytest.mark.parametrize("decode_threads", [0, 3])
+def test_bad_images_among_good_ones(binary, ir, images, bad_files, decode_threads):
+    """Decoding in turn (0) or on threads ahead of inference (3): the same results, errors, order."""
     bad = ["missing.jpg", "empty.jpg", "text.png", "truncated.jpg", "truncated.png"]
     good = images[:6]
     order = [good[0], bad_files[bad[0]], good[1], bad_files[bad[1]], bad_files[bad[2]], good[2], good[3],
              bad_files[bad[3]], good[4], bad_files[bad[4]], good[5]]  # fmt: skip
     proc = run(binary, "--model", ir, *[a for p in order for a in ("--image", p)], "--batch-size", 4, "--json",
-               check=False)  # fmt: skip
+               "--decode-threads", decode_threads, check=False)  # fmt: skip
     assert proc.returncode == 1
-    assert [json.loads(ln)["image"] for ln in proc.stdout.splitlines()] == [str(p) for p in good]
+    results = [json.loads(ln) for ln in proc.stdout.splitlines()]
+    assert [r["image"] for r in results] == [str(p) for p in good]
+    alone = predict_json(binary, ir, [a for p in good for a in ("--image", p)], "--decode-threads", 0)
+    for r, ref in zip(results, alone, strict=True):  # batch 4 here, 1 there: scores within float noise
+        assert [t["class_id"] for t in r["topk"]] == [t["class_id"] for t in ref["topk"]]
+        np.testing.assert_allclose([t["score"] for t in r["topk"]], [t["score"] for t in ref["topk"]], atol=1e-5)
     errors = proc.stderr.splitlines()
     assert len(errors) == len(bad) + 1 and all(ln.startswith("error: ") for ln in errors)
     for name, line in zip(bad, errors):

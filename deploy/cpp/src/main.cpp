@@ -22,6 +22,7 @@
 #include <opencv2/core/utils/logger.hpp>
 
 #include "common.hpp"
+#include "decode_ahead.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -36,7 +37,8 @@ using namespace r2n;
 
 constexpr const char* kUsage =
     "usage: %s --model PACKAGE --image FILE_OR_DIR [--image ...] [--topk 5] [--batch-size N]\n"
-    "       [--labels FILE] [--threads N] [--streams N] [--json] [--benchmark [--warmup 5] [--iters 20]]\n"
+    "       [--labels FILE] [--threads N] [--streams N] [--decode-threads N] [--json]\n"
+    "       [--benchmark [--warmup 5] [--iters 20]]\n"
     "\n"
     "Classify images with a package made by `res2net export`:%s\n"
     "\n"
@@ -48,6 +50,8 @@ constexpr const char* kUsage =
     "  --threads N         inference threads (default: the CPUs this process may use)\n"
     "  --streams N         OpenVINO: run a batch of several images as N shares on single-threaded\n"
     "                      streams in parallel (default: one per thread; 1: one multi-threaded pass)\n"
+    "  --decode-threads N  threads decoding the next images while a batch infers (default: CPUs + 1,\n"
+    "                      at most 4; 0: decode and infer in turn)\n"
     "  --json              one JSON object per image instead of text\n"
     "  --benchmark         time the forward pass on full batches of the first images (after --warmup\n"
     "                      runs, --iters runs); with --json, one {\"benchmark\": ...} line with every sample\n"
@@ -84,6 +88,7 @@ struct Options : CommonOptions {
   int batch_size = 1;
   int threads = 0;
   int streams = 0;
+  int decode_threads = -1;  // -1: min(4, CPUs + 1), as res2net.Predictor's decoding workers
   bool benchmark = false;
   int warmup = 5;
   int iters = 20;
@@ -99,6 +104,8 @@ Options parse_args(int argc, char** argv, const std::string& usage) {
       o.threads = parse_int(a, value(), 1);
     else if (a == "--streams")
       o.streams = parse_int(a, value(), 1);
+    else if (a == "--decode-threads")
+      o.decode_threads = parse_int(a, value(), 0);
     else if (a == "--benchmark")
       o.benchmark = true;
     else if (a == "--warmup")
@@ -241,7 +248,9 @@ int run(const Options& o) {
     dump.open(o.dump_input, std::ios::binary | std::ios::trunc);
     if (!dump) throw UserError("--dump-input " + o.dump_input + ": cannot write");
   }
+  const int decoders = o.decode_threads >= 0 ? o.decode_threads : std::min(4, cpu_count() + 1);
   const auto t_run = Clock::now();
+  DecodeAhead decoded(paths, pp, decoders, 2ull * batch_size);  // the next two batches, as Python
   for (size_t start = 0; start < paths.size(); start += batch_size) {
     const size_t end = std::min(paths.size(), start + static_cast<size_t>(batch_size));
     std::vector<Item> items;
@@ -249,19 +258,12 @@ int run(const Options& o) {
     buffer.reserve(static_cast<size_t>(batch_size) * per_image);
     std::vector<size_t> ok;  // indices into items that decoded
     for (size_t i = start; i < end; ++i) {
-      Item it{paths[i], "", 0};
-      auto t0 = Clock::now();
-      try {
-        cv::Mat rgb = load_image(paths[i]);
-        size_t off = buffer.size();
-        buffer.resize(off + per_image);
-        preprocess(rgb, pp, buffer.data() + off);
+      Decoded d = decoded.take(i);
+      if (d.error.empty()) {
+        buffer.insert(buffer.end(), d.pixels.begin(), d.pixels.end());
         ok.push_back(items.size());
-      } catch (const UserError& e) {
-        it.error = e.what();
       }
-      it.preprocess_ms = ms_since(t0);
-      items.push_back(std::move(it));
+      items.push_back(Item{paths[i], std::move(d.error), d.preprocess_ms});
     }
     for (const auto& it : items)
       if (!it.error.empty()) {
