@@ -16,7 +16,8 @@ seeded weights everywhere) over these runners, fp32 and int8 where they have it:
 
 Model-only latency (batch 1/4/8), end-to-end images/s (JPEG files -> top-5) and, on the same files,
 decode + preprocess time per image: the C++ binary's own (OpenCV), and Python's ``load_image`` +
-``EvalTransform`` (Pillow + OpenCV), single-threaded, median of 3 passes. Writes the harness's
+``EvalTransform`` (Pillow + OpenCV), single-threaded (the binary with ``--decode-threads 0``), median
+of 3 passes. Writes the harness's
 files and ``cpp_latency.md`` into ``--output-dir`` and prints the markdown.
 """
 
@@ -54,7 +55,9 @@ def cpp_preprocess_ms(binary: str, package: str, files: list[Path], threads: int
     pattern = re.compile(r"decode\+preprocess ([\d.]+) ms/image")
     per_pass = []
     for _ in range(passes):
-        cmd = [binary, "--model", package, "--threads", str(threads), "--batch-size", "8", "--topk", "1"]
+        # --decode-threads 0: decoding in turn with inference, so its time is not shared with it
+        cmd = [binary, "--model", package, "--threads", str(threads), "--batch-size", "8", "--topk", "1",
+               "--decode-threads", "0"]  # fmt: skip
         out = subprocess.run([*cmd, *[a for f in files for a in ("--image", str(f))]], capture_output=True,
                              text=True, check=True).stdout  # fmt: skip
         per_pass.append(float(pattern.search(out.splitlines()[-1]).group(1)))
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--e2e-count", type=int, default=48)
+    p.add_argument("--e2e-count", type=int, default=96)
+    p.add_argument("--e2e-passes", type=int, default=9, help="alternated end-to-end passes (median reported)")
     p.add_argument("--output-dir", default="benchmark-cpp")
     p.add_argument("--with-pt2", action="store_true", help="also the .pt2 package (C++) and PyTorch eager (Python)")
     args = p.parse_args(argv)
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         rounds=args.rounds,
         e2e_count=args.e2e_count,
+        e2e_passes=args.e2e_passes,
     )
     command = "python scripts/cpp_latency.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result = run_benchmark(settings, command=command.strip())
