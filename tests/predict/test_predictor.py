@@ -425,3 +425,21 @@ def test_int8_artifact_key_follows_the_preprocessing(tiny_weights, cache):
     b = Predictor("res2net_tiny", tiny_weights, transform=other, **kw)
     assert a.engine.key != b.engine.key
     assert a.engine.key == Predictor("res2net_tiny", tiny_weights, transform=SMALL, **kw).engine.key  # stable
+
+
+def test_weights_file_is_read_once(tiny_weights, cache, monkeypatch):
+    """Predictor(weights=FILE) reads the file once: the classifier size, the cache key's sha256 and the
+    model all come from that one read (before: a hashing pass, then a read per use)."""
+    import hashlib
+
+    import res2net.predict.predictor as predictor_module
+    import res2net.weights.formats as formats
+
+    reads = []
+    real = formats._read_by_format
+    monkeypatch.setattr(formats, "_read_by_format", lambda *a: reads.append(a) or real(*a))
+    monkeypatch.setattr(predictor_module, "sha256_file", lambda p: pytest.fail(f"{p} hashed in a second pass"))
+    p = Predictor("res2net_tiny", weights=tiny_weights, engine="torch", cache_dir=cache, transform=SMALL)
+    p.torch_model()
+    assert len(reads) == 1
+    assert p.weights_sha256 == hashlib.sha256(tiny_weights.read_bytes()).hexdigest()

@@ -1,5 +1,6 @@
 """Reading weights safely, and clear errors for every way a file can be wrong."""
 
+import hashlib
 import logging
 import os
 import pickle
@@ -161,10 +162,58 @@ def test_convert_to_safetensors_keeps_provenance(tmp_path, tiny):
     src.write_bytes(pickle.dumps(paddle_state(tiny), protocol=2))
     dst = tmp_path / "w.safetensors"
     meta = convert_to_safetensors(src, dst)
-    assert meta["model"] == "res2net_tiny" and meta["origin"] == "paddle" and len(meta["source_sha256"]) == 64
+    assert meta["model"] == "res2net_tiny" and meta["origin"] == "paddle"
+    assert meta["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     raw = read_weights(dst)
     assert raw.metadata["origin"] == "paddle" and guess_model(raw) == "res2net_tiny"
     reloaded = res2net.create_model("res2net_tiny", pretrained=dst).eval()  # no semantics warning: origin kept
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(reloaded(x), tiny(x))
+
+
+@pytest.mark.parametrize("suffix", [".pdparams", ".pth", ".safetensors"])
+def test_one_read_parses_and_hashes(tmp_path, tiny, monkeypatch, suffix):
+    """read_weights hands back the file's sha256 with its tensors (the hash runs beside the parse), and
+    convert reads the file once: a second read_weights call would fail here."""
+    import safetensors.torch
+
+    import res2net.weights.convert as convert
+    import res2net.weights.formats as formats
+
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pdparams":
+        path.write_bytes(pickle.dumps(paddle_state(tiny), protocol=2))
+    elif suffix == ".pth":
+        torch.save(tiny.state_dict(), path)
+    else:
+        safetensors.torch.save_file({k: v.contiguous() for k, v in tiny.state_dict().items()}, str(path))
+    raw = read_weights(path)
+    assert raw.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+    reads = []
+    real = formats._read_by_format
+    monkeypatch.setattr(formats, "_read_by_format", lambda *a: reads.append(a) or real(*a))
+    monkeypatch.setattr(convert, "sha256_file", None, raising=False)  # no separate hashing pass either
+    convert_to_safetensors(path, tmp_path / "out.safetensors", "res2net_tiny")
+    assert len(reads) == 1
+
+
+def test_a_refused_file_does_not_wait_for_its_hash(tmp_path, monkeypatch):
+    """The hash runs beside the parse; a file refused early is refused at once, not after hashing it all."""
+    import threading
+    import time
+
+    import res2net.weights.formats as formats
+
+    release = threading.Event()
+    monkeypatch.setattr(formats, "sha256_file", lambda path: release.wait(30) and "")
+    bad = tmp_path / "bad.pdparams"
+    bad.write_bytes(b"not a pickle at all")
+    t = time.monotonic()
+    try:
+        with pytest.raises(WeightsError, match="bad.pdparams"):
+            read_weights(bad)
+        assert time.monotonic() - t < 10  # the stuck hash would hold it 30 s
+    finally:
+        release.set()

@@ -176,9 +176,10 @@ class Predictor:
                     raise Res2NetError(f"{weights}: no such weights file")
                 sha = None
 
-            self.weights_sha256 = sha or sha256_file(self.weights_path)
             if not num_classes and self._raw is None:
-                self._raw = read_weights(self.weights_path)  # the one read: classifier size now, the model later
+                self._raw = read_weights(self.weights_path)  # the one read: hash and classifier size now, model later
+            # Without the classifier size to learn, only the hash is needed: cached engines never build the model.
+            self.weights_sha256 = sha or (self._raw.sha256 if self._raw else "") or sha256_file(self.weights_path)
             self.num_classes = num_classes or classifier_size(self._raw, self.card.config)
             if self.num_classes is None:
                 raise Res2NetError(f"{self.weights_path}: has no classifier; prediction needs one")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from res2net._paths import sha256_file
 from res2net.models.res2net import Res2Net
 from res2net.models.zoo import get_card
 from res2net.weights.formats import WeightsError, read_weights
@@ -24,7 +23,7 @@ def convert_to_safetensors(src: str | Path, dst: str | Path, model_name: str | N
         if model_name is None:
             raise WeightsError(f"{src}: could not tell which model these weights belong to; pass --model NAME")
     model = Res2Net(get_card(model_name).config.with_overrides(num_classes=1000))  # as create_model builds it
-    origin = load_weights(model, src)
+    origin = load_weights(model, raw)  # the tensors already read: the file is read once
     if origin == "unknown":  # the file does not say; record the semantics of the model it was checked in
         origin = semantics_origin(model.cfg)
     meta = {
@@ -32,7 +31,7 @@ def convert_to_safetensors(src: str | Path, dst: str | Path, model_name: str | N
         "model": model_name,
         "origin": origin,
         "source": Path(src).name,
-        "source_sha256": sha256_file(src),
+        "source_sha256": raw.sha256,
     }
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     Path(dst).parent.mkdir(parents=True, exist_ok=True)

@@ -13,11 +13,13 @@ import pickle
 import struct
 import zipfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from res2net._paths import sha256_file
 from res2net.weights.pdiparams import pdiparams_from_tar, read_pdiparams_arrays
 from res2net.weights.raw import MAX_TENSORS, CappedFile, RawWeights, WeightsError
 from res2net.weights.safe_pickle import (
@@ -249,14 +251,23 @@ def read_weights(path: str | Path, expected: Mapping[str, tuple[int, ...]] | Non
     ``expected`` (the target model's key -> shape, in any naming the file may use) lets a pickled
     array whose shape the model cannot take come back as a meta tensor: it is reported by the strict
     check without its data ever being copied. (``.pth`` tensors are memory-mapped views anyway.)
+    The result carries the file's sha256, computed while it was read.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: file is empty")
-    raw = _read_by_format(path, expected)
-    _validate_tensors(raw.tensors, path)
+    # The sha256 (the artifact cache's key) is computed on a second thread while the file is parsed:
+    # hashlib releases the GIL, so it costs no wall time, and the bytes come off the disk once.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="res2net-sha256")
+    try:
+        digest = pool.submit(sha256_file, path)
+        raw = _read_by_format(path, expected)
+        _validate_tensors(raw.tensors, path)
+        raw.sha256 = digest.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a refused file does not wait for its hash
     return raw
 
 

@@ -24,6 +24,7 @@ class RawWeights:
     origin: str  # "paddle" | "paddle_inference" | "torch" | "safetensors"
     path: Path
     metadata: dict[str, str] = field(default_factory=dict)
+    sha256: str = ""  # of the file's bytes, hashed by read_weights while it parsed them ("": not known)
 
 
 # No Res2Net file comes near this (Res2Net-200: ~2,700 tensors); it bounds per-tensor bookkeeping.
