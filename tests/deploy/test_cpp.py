@@ -17,6 +17,7 @@ Compiling the package (~30 s) happens once per session. The OpenVINO runtime: te
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,35 @@ def test_preprocessing_matches_eval_transform(binary, package, images, tmp_path)
         diff = np.abs(ours[i] - ref) * std  # in grey levels
         assert diff.max() <= 1.0 + 1e-3, f"{path.name}: pixels differ by up to {diff.max():.2f} levels"
         assert (diff > 1e-3).mean() <= 1e-3, f"{path.name}: {(diff > 1e-3).mean():.2%} of values differ"
+
+
+@pytest.mark.parametrize("shape", [(3, 4000), (4000, 3), (1, 100_000)])
+def test_slivers_are_resized_in_the_crop_window_only(binary, package, shape, tmp_path):
+    """A 1x100000 PNG resized whole to short side 256 would be 25.6M x 256 pixels (19.6 GB); the binary
+    interpolates only the 224x224 window (window_resize.hpp), with cv::resize's positions and fixed-point
+    arithmetic: the same pixels as Python's resize_center_crop, which equals resize-then-crop. Run
+    under a 6 GB address-space limit, which the whole-image resize of the last shape cannot fit."""
+    import resource
+
+    from PIL import Image
+
+    h, w = shape
+    path = tmp_path / f"sliver_{h}x{w}.png"
+    Image.fromarray(np.random.default_rng(h).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    dump = tmp_path / "input.bin"
+    limit = 6 << 30
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    proc = subprocess.run([str(binary), "--model", str(package), "--image", str(path), "--json", "--dump-input",
+                           str(dump)], capture_output=True, text=True, timeout=120, preexec_fn=cap)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ours = np.fromfile(dump, np.float32).reshape(3, 224, 224)
+    t = EvalTransform()
+    std = np.asarray(t.std, np.float32)[:, None, None] * 255
+    diff = np.abs(ours - t(load_image(path))) * std  # in grey levels
+    assert diff.max() <= 1e-3, f"{path.name}: pixels differ by up to {diff.max():.2f} levels"
 
 
 def test_topk_matches_python_predictor(binary, package, model, images, labels_file):

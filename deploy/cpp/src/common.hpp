@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "window_resize.hpp"
+
 namespace r2n {
 
 namespace fs = std::filesystem;
@@ -222,13 +224,19 @@ inline void preprocess(const cv::Mat& rgb, const Preprocess& p, float* dst) {
   // Python's round() is round-half-to-even, as is nearbyint in the default rounding mode.
   const int new_w = static_cast<int>(std::nearbyint(w * scale));
   const int new_h = static_cast<int>(std::nearbyint(h * scale));
-  cv::Mat resized;
-  cv::resize(rgb, resized, cv::Size(new_w, new_h), 0, 0, cv::INTER_LINEAR);
   const int c = p.crop_size;
   if (new_h < c || new_w < c)
     throw UserError("cannot crop " + std::to_string(c) + "x" + std::to_string(c) + " from a " + std::to_string(new_w) +
                     "x" + std::to_string(new_h) + " image");
   const int top = (new_h - c) / 2, left = (new_w - c) / 2;
+  cv::Mat window;  // the crop x crop pixels of the resized image
+  if (static_cast<int64_t>(new_h) * new_w <= kMaxResizedPixels) {
+    cv::Mat resized;
+    cv::resize(rgb, resized, cv::Size(new_w, new_h), 0, 0, cv::INTER_LINEAR);
+    window = resized(cv::Rect(left, top, c, c));
+  } else {  // a sliver: resizing it whole would allocate new_h x new_w pixels for a crop x crop window
+    window = resize_window(rgb, new_h, new_w, top, left, c);
+  }
   float mean255[3], inv_std255[3];
   for (int k = 0; k < 3; ++k) {
     mean255[k] = p.mean[k] * 255.0f;
@@ -236,7 +244,7 @@ inline void preprocess(const cv::Mat& rgb, const Preprocess& p, float* dst) {
   }
   const size_t plane = static_cast<size_t>(c) * c;
   for (int y = 0; y < c; ++y) {
-    const unsigned char* row = resized.ptr<unsigned char>(top + y) + 3 * left;
+    const unsigned char* row = window.ptr<unsigned char>(y);
     for (int x = 0; x < c; ++x)
       for (int k = 0; k < 3; ++k)
         dst[k * plane + static_cast<size_t>(y) * c + x] =

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -24,7 +25,7 @@ struct Decoded {
   std::vector<float> pixels;  // 3 x crop x crop, CHW; empty when `error` is set
   std::string error;          // non-empty: this image failed (one line naming it)
   double preprocess_ms = 0;   // decode + preprocess time on its worker
-  std::exception_ptr failure;  // anything but a UserError (out of memory...): rethrown by take()
+  std::exception_ptr failure;  // anything else (a bug): rethrown by take(), ending the run
 };
 
 inline Decoded decode_one(const std::string& path, const Preprocess& pp) {
@@ -37,6 +38,12 @@ inline Decoded decode_one(const std::string& path, const Preprocess& pp) {
   } catch (const UserError& e) {
     d.pixels.clear();
     d.error = e.what();
+  } catch (const cv::Exception& e) {  // OpenCV out of memory, or a limit of its decoders: this image's error
+    d.pixels.clear();
+    d.error = path + ": cannot decode or resize it (" + e.err + ")";
+  } catch (const std::bad_alloc&) {
+    d.pixels.clear();
+    d.error = path + ": out of memory decoding or resizing it";
   } catch (...) {
     d.failure = std::current_exception();
   }

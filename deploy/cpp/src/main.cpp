@@ -9,7 +9,8 @@
 //   decode (OpenCV, EXIF orientation applied, alpha dropped, grayscale -> 3 channels) -> RGB
 //   -> resize the short side to `resize_short` (scale = resize_short / min(h, w), each side
 //      round-half-even(side * scale), cv::INTER_LINEAR)
-//   -> center crop `crop_size` at offsets ((W - crop) / 2, (H - crop) / 2), floored
+//   -> center crop `crop_size` at offsets ((W - crop) / 2, (H - crop) / 2), floored (past 50 M resized
+//      pixels only the crop window is interpolated, to the same pixels: window_resize.hpp)
 //   -> (x - mean * 255) * (1 / (std * 255)) in float32 (no FMA: see CMakeLists.txt), HWC -> CHW.
 // Sizes, mean/std, the softmax flag and the class names come from the package's metadata. The
 // scores go through softmax; the top-k are printed as PaddleClas's C++ demo does:
