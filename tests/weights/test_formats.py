@@ -175,10 +175,9 @@ def test_convert_to_safetensors_keeps_provenance(tmp_path, tiny):
 @pytest.mark.parametrize("suffix", [".pdparams", ".pth", ".safetensors"])
 def test_one_read_parses_and_hashes(tmp_path, tiny, monkeypatch, suffix):
     """read_weights hands back the file's sha256 with its tensors (the hash runs beside the parse), and
-    convert reads the file once: a second read_weights call would fail here."""
+    convert parses the file once and records that hash."""
     import safetensors.torch
 
-    import res2net.weights.convert as convert
     import res2net.weights.formats as formats
 
     path = tmp_path / f"w{suffix}"
@@ -194,9 +193,8 @@ def test_one_read_parses_and_hashes(tmp_path, tiny, monkeypatch, suffix):
     reads = []
     real = formats._read_by_format
     monkeypatch.setattr(formats, "_read_by_format", lambda *a: reads.append(a) or real(*a))
-    monkeypatch.setattr(convert, "sha256_file", None, raising=False)  # no separate hashing pass either
-    convert_to_safetensors(path, tmp_path / "out.safetensors", "res2net_tiny")
-    assert len(reads) == 1
+    meta = convert_to_safetensors(path, tmp_path / "out.safetensors", "res2net_tiny")
+    assert len(reads) == 1 and meta["source_sha256"] == raw.sha256
 
 
 def test_a_refused_file_does_not_wait_for_its_hash(tmp_path, monkeypatch):

@@ -613,8 +613,8 @@ class Runtime {
   // the side of the square input the program itself declares, 0 when only the metadata says it
   virtual int input_size() const { return 0; }
   virtual int threads() const = 0;
-  // Get ready for batches of `batch` images of `size` (OpenVINO compiles for that shape and runs it
-  // once), so that the load time, not the first batch, pays for it.
+  // Get ready for batches of `batch` images of `size` (OpenVINO compiles for that shape), so that
+  // the load time, not the first batch, pays for it.
   virtual void prepare(int /*batch*/, int /*size*/) {}
   // scores for `n` images (n x 3 x size x size floats, NCHW); n is within fixed_batch() when that is set
   virtual Scores forward(const float* x, int64_t n, int size) = 0;

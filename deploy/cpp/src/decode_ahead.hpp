@@ -33,16 +33,14 @@ inline Decoded decode_one(const std::string& path, const Preprocess& pp) {
   const auto t0 = Clock::now();
   try {
     cv::Mat rgb = load_image(path);
-    d.pixels.resize(3ull * pp.crop_size * pp.crop_size);
-    preprocess(rgb, pp, d.pixels.data());
+    std::vector<float> pixels(3ull * pp.crop_size * pp.crop_size);
+    preprocess(rgb, pp, pixels.data());
+    d.pixels = std::move(pixels);
   } catch (const UserError& e) {
-    d.pixels.clear();
     d.error = e.what();
   } catch (const cv::Exception& e) {  // OpenCV out of memory, or a limit of its decoders: this image's error
-    d.pixels.clear();
     d.error = path + ": cannot decode or resize it (" + e.err + ")";
   } catch (const std::bad_alloc&) {
-    d.pixels.clear();
     d.error = path + ": out of memory decoding or resizing it";
   } catch (...) {
     d.failure = std::current_exception();

@@ -252,8 +252,7 @@ int run(const Options& o) {
   const int decoders = o.decode_threads >= 0 ? o.decode_threads : std::min(4, cpu_count() + 1);
   const auto t_run = Clock::now();
   DecodeAhead decoded(paths, pp, decoders, 2ull * batch_size);  // the next two batches, as Python
-  // One input buffer for every batch: a runtime given the same memory each time (OpenVINO wraps it
-  // without a copy) does not set up a new input, and the pages are touched once.
+  // One input buffer, reused by every batch.
   std::vector<float> buffer;
   buffer.reserve(static_cast<size_t>(batch_size) * per_image);
   for (size_t start = 0; start < paths.size(); start += batch_size) {

@@ -107,11 +107,11 @@ class OpenVINORuntime final : public Runtime {
   int input_size() const override { return size_; }
   int threads() const override { return threads_; }
 
-  // Compile for the batch, and run it once: OpenVINO's first inference of a compiled model allocates
-  // its buffers and is several times slower than the next ones, so the load time pays for that too.
   void prepare(int batch, int size) override {
-    const std::vector<float> zeros(static_cast<size_t>(batch) * 3 * size * size, 0.0f);
-    forward(zeros.data(), batch, size);
+    if (batch == 1 || streams_ == 1)
+      requests(false, batch, size);
+    else
+      requests(true, share(batch), size);
   }
 
   Scores forward(const float* x, int64_t n, int size) override {
